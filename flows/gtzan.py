@@ -1,0 +1,40 @@
+"""GTZAN genre classification (report 001): features + MLP, log-mel + CNN.
+
+discover → plan shards → extract (per shard, Dask) → collect/quarantine → split →
+fit scaler on train → leakage audit → train (per model, Dask) → evaluate → report
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from mirflow.params import GtzanParams, segment_seconds
+from tasks.discover import discover_gtzan_clips
+from tasks.evaluate import evaluate_model
+from tasks.extract import collect_shards, extract_audio_shard, plan_audio_shards
+from tasks.run import finish_run, start_run
+from tasks.scale import audit_leakage, fit_scaler_on_train
+from tasks.split import split_rows
+from tasks.train import train_model
+from flows.common import audio_input_specs, flow_options
+
+
+@flow(name="gtzan", **flow_options())
+def gtzan(params: GtzanParams = GtzanParams(), explain: bool = False) -> dict:
+    """Genre classification on GTZAN-layout audio; `explain` only reports what would re-run."""
+    ctx = start_run("gtzan", params, explain)
+    try:
+        clips = discover_gtzan_clips(ctx)
+        settings, specs = audio_input_specs(params)
+        shards = plan_audio_shards(ctx, clips)
+        extracted = [extract_audio_shard.submit(ctx, s, settings, segment_seconds(params.segment)) for s in shards]
+        features = collect_shards(ctx, [f.result() for f in extracted], len(clips))
+        split = split_rows(ctx, features)
+        scaler = fit_scaler_on_train(ctx, features, split, specs["mlp"])
+        audit_leakage(ctx, features, split, scaler, specs["mlp"])
+        models = {m: train_model.submit(ctx, features, split, scaler, specs[m]) for m in params.models}
+        evaluations = [evaluate_model.submit(ctx, features, split, scaler, models[m].result(), specs[m]) for m in params.models]
+        inputs = {"features": settings, "segment_seconds": segment_seconds(params.segment), "clips": len(clips)}
+        return finish_run(ctx, [e.result() for e in evaluations], features, scaler, specs, inputs)
+    finally:
+        ctx.pool.close()

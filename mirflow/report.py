@@ -1,0 +1,88 @@
+"""The Markdown report of a run and the plan printed by ``--explain``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+HEADLINE = ("accuracy", "macro_f1", "macro_precision", "macro_recall")
+
+
+def metrics_rows(metrics_by_model: dict[str, dict]) -> list[dict]:
+    """One row per model and split: the table artifact and the headline table."""
+    rows = []
+    for model, report in metrics_by_model.items():
+        for split in ("train", "validation", "test"):
+            if split not in report:
+                continue
+            rows.append(
+                {
+                    "model": model,
+                    "split": split,
+                    **{name: round(float(report[split][name]), 4) for name in HEADLINE},
+                    "parameters": report["parameters"],
+                    "train_seconds": round(float(report["train_seconds"]), 2),
+                    "inference_ms_per_row": round(float(report[split]["inference_ms_per_row"]), 3),
+                    "peak_memory_mb": round(report["peak_memory_bytes"] / 2**20, 1),
+                }
+            )
+    return rows
+
+
+def _table(rows: Sequence[dict]) -> str:
+    if not rows:
+        return "_none_\n"
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def render_report(
+    title: str,
+    run_id: str,
+    metrics_by_model: dict[str, dict],
+    best_model: str | None,
+    failures: Sequence[dict],
+    stages: Sequence[dict],
+    figures: dict[str, str],
+    notes: Sequence[str] = (),
+) -> str:
+    parts = [f"# {title}\n", f"Run `{run_id}`.\n"]
+    parts += [f"{note}\n" for note in notes]
+    parts += ["## Metrics\n", _table(metrics_rows(metrics_by_model))]
+    if best_model:
+        parts.append(f"Best model by validation macro-F1: **{best_model}**.\n")
+        split = "test" if "test" in metrics_by_model[best_model] else "validation"
+        per_class = metrics_by_model[best_model][split]["per_class"]
+        parts += [f"## Per-class report ({best_model}, {split})\n"]
+        parts.append(_table([{"class": c, **{k: round(float(v), 3) for k, v in m.items()}} for c, m in per_class.items()]))
+    for caption, path in figures.items():
+        parts.append(f"## {caption}\n\n![{caption}]({path})\n")
+    parts += [f"## Quarantined inputs ({len(failures)})\n", _table([{"file": f["path"], "reason": f["reason"]} for f in failures])]
+    stage_rows = [
+        {"stage": s["label"], "status": s["status"], "seconds": round(s.get("seconds", 0.0), 2), "key": s["key"][:12]}
+        for s in stages
+    ]
+    parts += ["## Stages\n", _table(stage_rows)]
+    return "\n".join(parts)
+
+
+def explain_plan(stages: Sequence[dict], previous: dict | None) -> str:
+    """Which stages would re-run and why, compared with the flow's latest run."""
+    before = {s["label"]: s for s in (previous or {}).get("stages", [])}
+    lines = []
+    for stage in stages:
+        if stage["status"] == "cached":
+            lines.append(f"{stage['label']}: cached ({stage['key'][:12]})")
+            continue
+        if stage["status"] == "forced":
+            lines.append(f"{stage['label']}: would re-run (forced)")
+            continue
+        old = before.get(stage["label"])
+        if old is None:
+            why = "never computed before"
+        else:
+            changed = [name for name in ("code", "params", "inputs") if old.get(name) != stage.get(name)]
+            why = "changed: " + ", ".join({"code": "code", "params": "parameters", "inputs": "input data or upstream"}[c] for c in changed) if changed else "artifact missing from the store"
+        lines.append(f"{stage['label']}: would re-run ({why})")
+    return "\n".join(lines)

@@ -1,0 +1,295 @@
+"""Stage functions shared by the classification pipelines: split, scale, train, evaluate.
+
+Each ``write_*`` function fills one artifact through the store's writer and returns a
+small JSON summary. They know nothing of Prefect; ``tasks/`` decides when they run.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+
+from mirflow import metrics, scaling, splits, training
+from mirflow.errors import LeakageError
+from mirflow.featureset import FeatureBatchSource, FeatureSet
+from mirflow.models import build_model, count_parameters
+from mirflow.store import ArtifactRef, ArtifactStore, ArtifactWriter
+
+SPLIT = "split.parquet"
+SCALER = "scaler.json"
+MODEL = "model.pt"
+SPLITS = ("train", "validation", "test")
+
+
+# -- split -------------------------------------------------------------------------
+def write_split(
+    writer: ArtifactWriter,
+    features: FeatureSet,
+    fractions: Sequence[float],
+    seed: int,
+    split_file: str | None,
+    k_folds: int | None,
+) -> dict:
+    """Group-aware stratified split of the rows (or a predefined one), plus k folds."""
+    rows = features.read(["row_id", "clip_id", "label", "group"])
+    if split_file:
+        by_clip = splits.load_split_file(split_file, rows["clip_id"].drop_duplicates().tolist())
+        assignment = rows["clip_id"].map(by_clip)
+        rows = rows[assignment.notna()].assign(split=assignment[assignment.notna()].values)
+    else:
+        labels = rows.set_index("row_id")["label"]
+        groups = rows.set_index("row_id")["group"]
+        rows["split"] = splits.split_train_val_test(labels, groups, fractions=tuple(fractions), seed=seed).values
+    if k_folds:
+        train = rows[rows["split"] == "train"]
+        folds = splits.kfold_assignments(
+            train.set_index("row_id")["label"], train.set_index("row_id")["group"], k=k_folds, seed=seed
+        )
+        rows["fold"] = rows["row_id"].map(folds).fillna(-1).astype("int32")
+    writer.write_parquet(SPLIT, pa.Table.from_pandas(rows, preserve_index=False))
+    return {"rows": {name: int((rows["split"] == name).sum()) for name in SPLITS}, "classes": sorted(rows["label"].unique())}
+
+
+def read_split(store: ArtifactStore, ref: ArtifactRef) -> pd.DataFrame:
+    return store.read_parquet(ref, SPLIT).to_pandas()
+
+
+# -- scale -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Preprocessing:
+    """Everything fitted on the training rows that turns a stored row into model input."""
+
+    scaler: scaling.FittedScaler
+    band_mean: np.ndarray  # per mel band, over training rows' frames
+    band_std: np.ndarray
+
+    def to_dict(self) -> dict:
+        return {
+            "scaler": self.scaler.to_dict(),
+            "band_mean": self.band_mean.tolist(),
+            "band_std": self.band_std.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Preprocessing:
+        return cls(
+            scaling.FittedScaler.from_dict(data["scaler"]),
+            np.asarray(data["band_mean"], dtype=np.float32),
+            np.asarray(data["band_std"], dtype=np.float32),
+        )
+
+
+def write_scaler(
+    writer: ArtifactWriter,
+    features: FeatureSet,
+    split_ref: ArtifactRef,
+    feature_columns: Sequence[str],
+    kind: str,
+    tensor_column: str | None,
+    n_mels: int,
+) -> dict:
+    """Fit the feature scaler and the spectrogram band normalisation on train rows only."""
+    split = read_split(features.store, split_ref).set_index("row_id")["split"]
+    table = features.read(["row_id", *feature_columns]).set_index("row_id").loc[split.index]
+    scaler = scaling.fit_scaler_on_train(table.to_numpy(np.float64), split, kind=kind, columns=list(feature_columns))
+    band_mean, band_std = np.zeros(n_mels, np.float32), np.ones(n_mels, np.float32)
+    if tensor_column:
+        band_mean, band_std = _band_statistics(features, set(split.index[split == "train"]), tensor_column, n_mels)
+    writer.write_json(SCALER, Preprocessing(scaler, band_mean, band_std).to_dict())
+    return {"kind": kind, "fitted_rows": int((split == "train").sum())}
+
+
+def _band_statistics(features: FeatureSet, train_ids: set[str], column: str, n_mels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band mean/std of training spectrograms, streamed (never all in memory)."""
+    total = np.zeros(n_mels)
+    total_sq = np.zeros(n_mels)
+    frames = 0
+    for frame in features.iter_batches([column], train_ids, batch_size=64):
+        for values in frame[column]:
+            spec = np.asarray(values, dtype=np.float64).reshape(n_mels, -1)
+            total += spec.sum(axis=1)
+            total_sq += (spec**2).sum(axis=1)
+            frames += spec.shape[1]
+    mean = total / max(frames, 1)
+    std = np.sqrt(np.maximum(total_sq / max(frames, 1) - mean**2, 1e-12))
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def read_preprocessing(store: ArtifactStore, ref: ArtifactRef) -> Preprocessing:
+    return Preprocessing.from_dict(store.read_json(ref, SCALER))
+
+
+def audit_leakage(
+    features: FeatureSet, split_ref: ArtifactRef, scaler_ref: ArtifactRef, feature_columns: Sequence[str]
+) -> dict:
+    """Recompute from the saved artifacts that no group straddles two splits and that
+    the scaler's statistics are those of the training rows; raise LeakageError if not."""
+    store = features.store
+    split = read_split(store, split_ref)
+    preprocessing = read_preprocessing(store, scaler_ref)
+    table = features.read(["row_id", *feature_columns]).set_index("row_id").loc[split["row_id"]]
+    problems = splits.audit_group_overlap(split.set_index("row_id")["split"], split.set_index("row_id")["group"])
+    problems = [f"group {g!r} appears in more than one split" for g in problems]
+    problems += scaling.audit_scaler(preprocessing.scaler, table.to_numpy(np.float64), split.set_index("row_id")["split"])
+    if problems:
+        raise LeakageError("leakage audit failed:\n- " + "\n- ".join(problems))
+    return {"groups_checked": int(split["group"].nunique()), "scaler_rows": preprocessing.scaler.n_rows}
+
+
+# -- model inputs --------------------------------------------------------------------
+@dataclass(frozen=True)
+class InputSpec:
+    """How a stored row becomes a model input for one model kind."""
+
+    model: str  # "mlp" | "cnn"
+    feature_columns: tuple[str, ...]
+    tensor_column: str
+    n_mels: int
+    cnn_frames: int
+
+    @property
+    def columns(self) -> list[str]:
+        return ["label", self.tensor_column] if self.model == "cnn" else ["label", *self.feature_columns]
+
+
+def model_inputs(frame: pd.DataFrame, spec: InputSpec, prep: Preprocessing) -> np.ndarray:
+    if spec.model == "cnn":
+        specs = [
+            center_frames((np.asarray(v, np.float32).reshape(spec.n_mels, -1) - prep.band_mean[:, None]) / prep.band_std[:, None], spec.cnn_frames)
+            for v in frame[spec.tensor_column]
+        ]
+        return np.stack(specs)[:, None, :, :]
+    return np.asarray(scaling.apply_scaler(prep.scaler, frame[list(spec.feature_columns)].to_numpy(np.float64)), np.float32)
+
+
+def center_frames(spec: np.ndarray, frames: int) -> np.ndarray:
+    """Crop the middle ``frames`` columns, or zero-pad both sides (zero = band mean)."""
+    have = spec.shape[1]
+    if have >= frames:
+        start = (have - frames) // 2
+        return spec[:, start : start + frames]
+    left = (frames - have) // 2
+    return np.pad(spec, ((0, 0), (left, frames - have - left)))
+
+
+def _source(features, spec, prep, classes, row_ids, batch_size, shuffle, seed) -> FeatureBatchSource:
+    index = {name: i for i, name in enumerate(classes)}
+
+    def to_xy(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return model_inputs(frame, spec, prep), frame["label"].map(index).to_numpy(np.int64)
+
+    return FeatureBatchSource(features, spec.columns, row_ids, to_xy, batch_size, shuffle, seed)
+
+
+def model_spec(spec: InputSpec, n_classes: int, hidden: Sequence[int]) -> dict:
+    if spec.model == "cnn":
+        return {"name": "cnn", "n_mels": spec.n_mels, "n_classes": n_classes}
+    return {"name": "mlp", "n_in": len(spec.feature_columns), "hidden": list(hidden), "n_out": n_classes}
+
+
+# -- train -------------------------------------------------------------------------
+def write_trained_model(
+    writer: ArtifactWriter,
+    features: FeatureSet,
+    split_ref: ArtifactRef,
+    scaler_ref: ArtifactRef,
+    spec: InputSpec,
+    hidden: Sequence[int],
+    config: dict,
+) -> dict:
+    """Train one model with early stopping on validation loss; keep the best weights."""
+    store = features.store
+    split = read_split(store, split_ref)
+    prep = read_preprocessing(store, scaler_ref)
+    classes = sorted(split["label"].unique())
+    ids = {name: split.loc[split["split"] == name, "row_id"].tolist() for name in SPLITS}
+    seed = int(config["seed"])
+    train_source = _source(features, spec, prep, classes, ids["train"], config["batch_size"], True, seed)
+    val_ids = ids["validation"] or ids["train"]  # a split without validation rows still trains
+    val_source = _source(features, spec, prep, classes, val_ids, config["batch_size"], False, seed)
+    arch = model_spec(spec, len(classes), hidden)
+    model = build_model(arch, seed=seed)
+    train_config = training.TrainConfig(
+        lr=config["lr"],
+        weight_decay=config["weight_decay"],
+        batch_size=config["batch_size"],
+        max_epochs=config["max_epochs"],
+        patience=config["patience"],
+        seed=seed,
+        task="multiclass",
+    )
+    result = training.train_model(model, train_source, val_source, train_config)
+    writer.write_bytes(MODEL, model_bytes(model, arch))
+    writer.write_json("history.json", result.history)
+    return {
+        "model": spec.model,
+        "classes": classes,
+        "architecture": arch,
+        "parameters": count_parameters(model),
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "train_seconds": result.train_seconds,
+        "peak_memory_bytes": result.peak_memory_bytes,
+    }
+
+
+def model_bytes(model: torch.nn.Module, arch: dict) -> bytes:
+    with tempfile.TemporaryDirectory() as folder:
+        return training.save_model(model, arch, Path(folder) / MODEL).read_bytes()
+
+
+def load_model_bytes(data: bytes) -> tuple[torch.nn.Module, dict]:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / MODEL
+        path.write_bytes(data)
+        return training.load_model(path)
+
+
+# -- evaluate ----------------------------------------------------------------------
+def write_evaluation(
+    writer: ArtifactWriter,
+    features: FeatureSet,
+    split_ref: ArtifactRef,
+    scaler_ref: ArtifactRef,
+    model_ref: ArtifactRef,
+    spec: InputSpec,
+    batch_size: int,
+) -> dict:
+    """Per-split metrics, predictions, confusion matrix and inference time of one model."""
+    store = features.store
+    split = read_split(store, split_ref)
+    prep = read_preprocessing(store, scaler_ref)
+    model, _ = load_model_bytes(store.read_bytes(model_ref, MODEL))
+    trained = store.read_json(model_ref, "summary.json")
+    classes = trained["classes"]
+    report: dict = {key: trained[key] for key in ("model", "classes", "parameters", "train_seconds", "peak_memory_bytes")}
+    predictions = []
+    for name in SPLITS:
+        ids = set(split.loc[split["split"] == name, "row_id"])
+        if not ids:
+            continue
+        frames, seconds = [], 0.0
+        for frame in features.iter_batches(spec.columns, ids, batch_size):
+            x = model_inputs(frame, spec, prep)
+            started = time.perf_counter()
+            probabilities = training.predict(model, training.ArrayBatchSource(x, batch_size=len(x)), "multiclass")
+            seconds += time.perf_counter() - started
+            frames.append(frame[["row_id", "label"]].assign(predicted=[classes[i] for i in probabilities.argmax(1)])
+                          .join(pd.DataFrame(probabilities, columns=[f"p_{c}" for c in classes])))
+        scored = pd.concat(frames, ignore_index=True).assign(split=name)
+        report[name] = metrics.classification_report(scored["label"], scored["predicted"], labels=classes)
+        report[name]["inference_ms_per_row"] = 1000 * seconds / len(scored)
+        predictions.append(scored)
+    evaluated = "test" if "test" in report else "validation"
+    writer.write_bytes("confusion.png", metrics.confusion_matrix_png(report[evaluated]["confusion_matrix"], classes))
+    writer.write_parquet("predictions.parquet", pa.Table.from_pandas(pd.concat(predictions, ignore_index=True), preserve_index=False))
+    writer.write_json("metrics.json", report)
+    return {"model": spec.model, "evaluated_split": evaluated, **{k: report[k]["accuracy"] for k in SPLITS if k in report}}

@@ -1,0 +1,50 @@
+"""Feature extraction: one Prefect task per shard, computed on a Dask worker."""
+
+from __future__ import annotations
+
+import pandas as pd
+from prefect import get_run_logger, task
+
+from mirflow.errors import MirflowError
+from mirflow.extraction import Shard, plan_shards, write_feature_shard
+from mirflow.featureset import FeatureSet
+from mirflow.store import ArtifactRef
+from tasks.common import STAGE_DEFAULTS
+from tasks.runtime import RunContext, run_stage
+
+
+@task(cache_policy=STAGE_DEFAULTS["cache_policy"])
+def plan_audio_shards(ctx: RunContext, clips: pd.DataFrame) -> list[Shard]:
+    shards = plan_shards(clips, ctx.params.shard_size)
+    get_run_logger().info("%d clips in %d shards", len(clips), len(shards))
+    return shards
+
+
+@task(**STAGE_DEFAULTS, task_run_name="extract-shard-{shard.index}")
+def extract_audio_shard(ctx: RunContext, shard: Shard, settings: dict, segment_seconds: float | None) -> ArtifactRef:
+    # Shards are keyed by their members' fingerprints, not their position.
+    inputs = sorted((c["rel_path"], c["fingerprint"], c["label"], c["group"]) for c in shard.clips)
+    params = {"features": settings, "segment_seconds": segment_seconds}
+    return run_stage(
+        ctx, "extract", write_feature_shard, params, inputs, (list(shard.clips), settings, segment_seconds),
+        on_dask=True, label=f"extract[{shard.index}]",
+    )
+
+
+@task(cache_policy=STAGE_DEFAULTS["cache_policy"])
+def collect_shards(ctx: RunContext, shards: list[ArtifactRef], n_inputs: int) -> FeatureSet:
+    """Gather shard outputs; quarantine unreadable files and fail past the threshold."""
+    features = FeatureSet(ctx.store, tuple(shards))
+    if ctx.explain:
+        return features
+    failures = features.failures()
+    logger = get_run_logger()
+    for failure in failures:
+        logger.warning("quarantined %s: %s", failure["path"], failure["reason"])
+    limit = ctx.params.max_failure_fraction
+    if n_inputs and len(failures) / n_inputs > limit:
+        raise MirflowError(
+            f"{len(failures)} of {n_inputs} input files are unreadable ({len(failures) / n_inputs:.1%} > "
+            f"max_failure_fraction {limit:.1%}); first: {failures[0]['path']}: {failures[0]['reason']}"
+        )
+    return features

@@ -1,0 +1,113 @@
+"""What every task shares: the run context and the cached-stage mechanism.
+
+A stage output is materialised at most once per key: the task computes the key from
+its inputs' keys, its parameters and its code, returns at once on a store hit, and
+otherwise runs the stage function (in the flow process, or on a Dask worker for the
+heavy ones) inside ``store.writing`` so a killed run leaves nothing that looks valid.
+"""
+
+from __future__ import annotations
+
+import resource
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect import get_run_logger
+from pydantic import BaseModel
+
+from mirflow.cluster import DaskPool
+from mirflow.fingerprint import code_hash, stable_hash
+from mirflow.store import ArtifactRef, ArtifactStore, ArtifactWriter
+
+
+@dataclass
+class RunContext:
+    """One flow run: its store, its Dask pool and the record of what each stage did."""
+
+    run_id: str
+    flow: str
+    store: ArtifactStore
+    pool: DaskPool
+    params: BaseModel
+    explain: bool = False
+    stages: list[dict] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, entry: dict) -> None:
+        with self._lock:
+            self.stages.append(entry)
+
+    def forced(self, stage: str) -> bool:
+        return stage in getattr(self.params, "force", ())
+
+
+StageFunction = Callable[..., Any]  # fn(writer: ArtifactWriter, *args) -> summary
+
+
+def materialize(store: ArtifactStore, ref: ArtifactRef, meta: dict, func: StageFunction, args: tuple) -> dict:
+    """Run ``func(writer, *args)`` into a new artifact. Runs on a worker or locally."""
+    started = time.perf_counter()
+    with store.writing(ref, meta) as writer:
+        summary = func(writer, *args) or {}
+        writer.write_json("summary.json", summary)
+    return {
+        "seconds": time.perf_counter() - started,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "summary": summary,
+    }
+
+
+def run_stage(
+    ctx: RunContext,
+    stage: str,
+    func: StageFunction,
+    params: Any,
+    inputs: Any,
+    args: tuple = (),
+    *,
+    on_dask: bool = False,
+    label: str | None = None,
+) -> ArtifactRef:
+    """Return the artifact of ``func`` for these params and inputs, computing it only
+    when the store lacks it (or the stage is forced)."""
+    parts = {"code": code_hash(func), "params": stable_hash(params), "inputs": stable_hash(inputs)}
+    ref = ArtifactRef(stage, stable_hash({"stage": stage, **parts}))
+    entry = {"stage": stage, "label": label or stage, "key": ref.key, **parts}
+    cached = ctx.store.has(ref)
+    if cached and not ctx.forced(stage):
+        ctx.record({**entry, "status": "cached", "seconds": 0.0})
+        return ref
+    if ctx.explain:
+        ctx.record({**entry, "status": "forced" if cached else "missing"})
+        return ref
+    logger = get_run_logger()
+    logger.info("%s: computing %s (%s)", label or stage, ref.key[:12], "forced" if cached else "not cached")
+    meta = {"run_id": ctx.run_id, "flow": ctx.flow, **parts}
+    if on_dask:
+        result = ctx.pool.run(materialize, ctx.store, ref, meta, func, args, key_prefix=stage)
+    else:
+        result = materialize(ctx.store, ref, meta, func, args)
+    ctx.record({**entry, "status": "computed", "seconds": result["seconds"], "peak_rss_bytes": result["peak_rss_bytes"]})
+    return ref
+
+
+def is_transient(task, task_run, state) -> bool:
+    """Retry only what may go away: I/O and connection trouble, a lost worker.
+    Bad data (DataError) and bad parameters fail at once."""
+    from mirflow.errors import MirflowError
+
+    try:
+        state.result()
+    except MirflowError:
+        return False
+    except (OSError, TimeoutError, ConnectionError):
+        return True
+    except Exception as error:  # a Dask worker lost mid-task surfaces as KilledWorker
+        return type(error).__name__ in {"KilledWorker", "CommClosedError", "FutureCancelledError"}
+    return False
+
+
+__all__ = ["ArtifactWriter", "RunContext", "is_transient", "materialize", "run_stage"]

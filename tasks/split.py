@@ -1,0 +1,31 @@
+"""Split rows into train/validation/test without letting a group straddle two splits."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from mirflow import steps
+from mirflow.featureset import FeatureSet
+from mirflow.params import SplitParams, subset
+from mirflow.store import ArtifactRef
+from tasks.common import STAGE_DEFAULTS
+from tasks.runtime import RunContext, run_stage
+
+
+@task(**STAGE_DEFAULTS)
+def split_rows(ctx: RunContext, features: FeatureSet) -> ArtifactRef:
+    params = {**subset(ctx.params, SplitParams), "seed": ctx.params.seed}
+    split_file = ctx.params.split_file
+    inputs = {"shards": [r.key for r in features.shards], "split_file": split_file and _file_digest(split_file)}
+    args = (features, params["fractions"], params["seed"], split_file, params["k_folds"])
+    return run_stage(ctx, "split", steps.write_split, params, inputs, args)
+
+
+def _file_digest(path: str) -> str:
+    from pathlib import Path
+
+    from mirflow.fingerprint import file_fingerprint
+
+    target = Path(path)
+    files = sorted(target.rglob("*")) if target.is_dir() else [target]
+    return str([file_fingerprint(f, target.parent, "content") for f in files if f.is_file()])
