@@ -19,15 +19,19 @@ def _describe(error: Exception) -> str:
 
 def _decode(path: Path) -> tuple[np.ndarray, int]:
     """(samples × channels float32, native rate): soundfile, else audioread via librosa."""
+    # Both excepts are broad on purpose: besides libsndfile's errors, a corrupt header
+    # can claim a huge stream (MemoryError), and audioread's backends raise many types;
+    # each means "this decoder cannot read it".
     try:
         return sf.read(path, dtype="float32", always_2d=True)
-    except Exception as error:  # noqa: BLE001 -- libsndfile errors, or MemoryError from a header claiming a huge stream
+    except Exception as error:  # noqa: BLE001
         soundfile_reason = _describe(error)
     try:
         # An open audioread file makes librosa.load skip its own soundfile attempt.
         y, native_sr = librosa.load(audioread.audio_open(str(path)), sr=None, mono=False)
-    except Exception as error:  # noqa: BLE001 -- audioread's backends raise many types
-        raise AudioDecodeError(path, f"soundfile: {soundfile_reason}; audioread: {_describe(error)}") from error
+    except Exception as error:  # noqa: BLE001
+        reason = f"soundfile: {soundfile_reason}; audioread: {_describe(error)}"
+        raise AudioDecodeError(path, reason) from error
     return np.atleast_2d(y).T, int(native_sr)
 
 
@@ -70,9 +74,3 @@ def segment_waveform(y: np.ndarray, sr: int, segment_seconds: float | None) -> l
     if y.size < length:
         return [np.pad(y, (0, length - y.size))]
     return [y[start : start + length] for start in range(0, y.size - length + 1, length)]
-
-
-def windows_for_prediction(y: np.ndarray, sr: int, window_seconds: float | None) -> list[np.ndarray]:
-    """Windows for scoring a long song: the training segmentation, so the model sees
-    inputs shaped like those it learnt from (per-window scores are aggregated by the caller)."""
-    return segment_waveform(y, sr, window_seconds)

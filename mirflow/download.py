@@ -278,7 +278,7 @@ def fetch_dataset(
     dest_dir = Path(dest_dir)
     paths = []
     for remote in files:
-        path = fetch(_join(base_url, remote), dest_dir / remote.name, remote.checksum, **fetch_options)
+        path = fetch(_join(base_url, remote), dest_dir / remote.name, remote.checksum or None, **fetch_options)
         if remote.extract:
             marker = path.with_name(f".{path.name}.extracted")
             if not (marker.exists() and marker.read_text() == remote.checksum):

@@ -188,20 +188,25 @@ def extract_clip(y: np.ndarray, settings: FeatureSettings) -> tuple[dict[str, fl
     magnitude = np.abs(librosa.stft(y, n_fft=s.n_fft, hop_length=s.hop_length))
     power = magnitude**2  # what the power=2 features (mel, chroma) compute as |D|**2
     mel = librosa.feature.melspectrogram(S=power, sr=s.sr, n_fft=s.n_fft, n_mels=s.n_mels)
-    # ref=1.0 (absolute dB, not relative to the clip's peak) keeps clips comparable
-    # and lets predict time reproduce it; top_db=80 (librosa's default) is what mfcc
-    # and onset_strength apply, so one log-mel serves all three.
+    # ref=1.0: absolute dB, not relative to the clip's peak, so clips stay comparable and
+    # predict time reproduces it from the waveform alone. top_db=80 (librosa's default,
+    # floors each clip at its peak - 80 dB) is what mfcc and onset_strength apply, so
+    # this one log-mel feeds all three.
     log_mel = librosa.power_to_db(mel, ref=1.0)
     freq = librosa.fft_frequencies(sr=s.sr, n_fft=s.n_fft)
     centroid, bandwidth = _centroid_bandwidth(magnitude, freq)
     tuning = _estimate_tuning(power, s.sr, s.n_fft, s.n_chroma)
     framewise = {
         "mfcc": librosa.feature.mfcc(S=log_mel, n_mfcc=s.n_mfcc),
-        "chroma": librosa.feature.chroma_stft(S=power, sr=s.sr, n_fft=s.n_fft, n_chroma=s.n_chroma, tuning=tuning),
+        "chroma": librosa.feature.chroma_stft(
+            S=power, sr=s.sr, n_fft=s.n_fft, n_chroma=s.n_chroma, tuning=tuning
+        ),
         "spectral_centroid": centroid,
         "spectral_bandwidth": bandwidth,
         "spectral_rolloff": _rolloff(magnitude, freq, s.roll_percent),
-        "spectral_contrast": librosa.feature.spectral_contrast(S=magnitude, sr=s.sr, n_bands=s.n_contrast_bands),
+        "spectral_contrast": librosa.feature.spectral_contrast(
+            S=magnitude, sr=s.sr, n_bands=s.n_contrast_bands
+        ),
         "zero_crossing_rate": _zero_crossing_rate(y, s.n_fft, s.hop_length),
         # RMS(y=) frames the unwindowed, zero-padded waveform: the Hann-windowed STFT
         # cannot reproduce it, and it needs no FFT anyway.
@@ -224,6 +229,7 @@ def extract_clip_naive(y: np.ndarray, settings: FeatureSettings) -> tuple[dict[s
     _check_waveform(y)
     s = settings
     stft_args = dict(sr=s.sr, n_fft=s.n_fft, hop_length=s.hop_length)
+    framing = dict(frame_length=s.n_fft, hop_length=s.hop_length)
     framewise = {
         "mfcc": librosa.feature.mfcc(y=y, n_mfcc=s.n_mfcc, n_mels=s.n_mels, **stft_args),
         "chroma": librosa.feature.chroma_stft(y=y, n_chroma=s.n_chroma, **stft_args),
@@ -231,12 +237,13 @@ def extract_clip_naive(y: np.ndarray, settings: FeatureSettings) -> tuple[dict[s
         "spectral_bandwidth": librosa.feature.spectral_bandwidth(y=y, **stft_args),
         "spectral_rolloff": librosa.feature.spectral_rolloff(y=y, roll_percent=s.roll_percent, **stft_args),
         "spectral_contrast": librosa.feature.spectral_contrast(y=y, n_bands=s.n_contrast_bands, **stft_args),
-        "zero_crossing_rate": librosa.feature.zero_crossing_rate(y, frame_length=s.n_fft, hop_length=s.hop_length),
-        "rms": librosa.feature.rms(y=y, frame_length=s.n_fft, hop_length=s.hop_length),
+        "zero_crossing_rate": librosa.feature.zero_crossing_rate(y, **framing),
+        "rms": librosa.feature.rms(y=y, **framing),
     }
     # beat_track(y=) would build this envelope with n_fft=2048 and 128 mel bands
     # whatever the settings; passing it keeps the reference faithful to the settings.
     onset_env = librosa.onset.onset_strength(y=y, n_mels=s.n_mels, aggregate=np.median, **stft_args)
     tempo, _ = librosa.beat.beat_track(onset_envelope=onset_env, sr=s.sr, hop_length=s.hop_length)
-    log_mel = librosa.power_to_db(librosa.feature.melspectrogram(y=y, n_mels=s.n_mels, **stft_args), ref=1.0)
+    mel = librosa.feature.melspectrogram(y=y, n_mels=s.n_mels, **stft_args)
+    log_mel = librosa.power_to_db(mel, ref=1.0)
     return _summarise(framewise, float(np.atleast_1d(tempo)[0])), log_mel.astype(np.float32, copy=False)

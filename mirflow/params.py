@@ -42,7 +42,7 @@ class SplitParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     fractions: tuple[float, float, float] = Field(
-        (0.7, 0.15, 0.15), description="Train/validation/test fractions of groups; they must sum to 1."
+        (0.7, 0.15, 0.15), description="Train/validation/test fractions of rows (groups kept whole); they must sum to 1."
     )
     split_file: str | None = Field(
         None, description="A predefined split (CSV id,split or a folder with train/valid/test lists) instead of a random one."

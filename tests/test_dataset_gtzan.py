@@ -38,7 +38,9 @@ def _wav(path, seconds=0.5, fmt="WAV", subtype="PCM_16"):
 
 def test_contract_constants():
     assert gtzan.NAME == "gtzan" and gtzan.LOGIN_INSTRUCTIONS is None
-    assert gtzan.GENRES == ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
+    assert gtzan.GENRES == (
+        "blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock",
+    )  # fmt: skip
     (archive,) = gtzan.INDEX
     assert isinstance(archive, RemoteFile) and archive.extract
     assert f"{gtzan.BASE_URL}/{archive.url}" == "http://opihi.cs.uvic.ca/sound/genres.tar.gz"

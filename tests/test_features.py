@@ -163,8 +163,8 @@ def test_non_default_settings_reach_every_feature(synthetic):
     assert_features_close(fast, naive)
     assert fast_mel.shape == (64, 1 + len(synthetic) // 256)
     np.testing.assert_allclose(fast_mel, naive_mel, rtol=RTOL, atol=ATOL)
-    # and the settings really changed the values
-    assert fast["spectral_rolloff_mean"] != extract_clip(synthetic, FeatureSettings())[0]["spectral_rolloff_mean"]
+    default, _ = extract_clip(synthetic, FeatureSettings())
+    assert fast["spectral_rolloff_mean"] != default["spectral_rolloff_mean"]  # settings took effect
 
 
 @pytest.mark.parametrize(
@@ -183,7 +183,12 @@ def test_silent_and_very_short_clips_match_the_reference(y):
 
 @pytest.mark.parametrize(
     "y",
-    [np.zeros(0, np.float32), np.zeros((2, 100), np.float32), np.ones(100, np.int16), np.full(100, np.nan, np.float32)],
+    [
+        np.zeros(0, np.float32),
+        np.zeros((2, 100), np.float32),
+        np.ones(100, np.int16),
+        np.full(100, np.nan, np.float32),
+    ],
     ids=["empty", "stereo", "integer", "nan"],
 )
 def test_unusable_waveforms_are_rejected(y):

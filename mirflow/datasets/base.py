@@ -34,7 +34,7 @@ class RemoteFile:
     name: str  # path under the data set's local folder, e.g. "genres.tar.gz"
     url: str  # absolute, or relative to the module's BASE_URL
     size: int | None  # bytes, None when the publisher gives none
-    checksum: str  # "md5:<hex>" or "sha256:<hex>"
+    checksum: str  # "md5:<hex>" or "sha256:<hex>"; "" when the publisher gives none
     extract: bool = False  # unpack the archive into the data set's folder after download
 
 

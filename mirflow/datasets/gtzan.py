@@ -31,7 +31,7 @@ from mirflow.datasets.base import Failure, RemoteFile
 from mirflow.errors import ConfigError
 
 NAME = "gtzan"
-LICENCE = "Research use only: the audio was collected without copyright permission (Tzanetakis & Cook 2002); do not redistribute."
+LICENCE = "Research use only; audio gathered without copyright permission (Tzanetakis & Cook 2002); no redistribution."
 HOMEPAGE = "http://marsyas.info/downloads/datasets.html"
 BASE_URL = "http://opihi.cs.uvic.ca/sound"
 INDEX = (
@@ -113,14 +113,25 @@ def discover(data_dir: str | Path) -> pd.DataFrame:
             "classification needs at least two, one folder per genre"
         )
     frame = pd.DataFrame(rows, columns=["clip_id", "path", "genre"])
-    frame["group"] = frame["clip_id"]  # every GTZAN clip is its own song
+    frame["group"] = frame["clip_id"].map(_duplicate_groups()).fillna(frame["clip_id"])
     return frame[_COLUMNS]
+
+
+def _duplicate_groups() -> dict[str, str]:
+    """Clip ids of byte-identical GTZAN clips (same published md5, e.g. metal.00040 =
+    metal.00061, rock.00016 = metal.00058) mapped to one group, so no split ever holds
+    the same recording twice; every other clip is its own song."""
+    first: dict[str, str] = {}
+    groups = {}
+    for clip_id, md5 in sorted(checksum_index().items()):
+        groups[clip_id] = first.setdefault(md5, clip_id)
+    return {clip: group for clip, group in groups.items() if group != clip}
 
 
 def _check_names(rows: list[tuple[str, str, str]]) -> None:
     twice = sorted({f"{a[1]} and {b[1]}" for a, b in zip(rows, rows[1:]) if a[0] == b[0]})
     if twice:
-        raise ConfigError(f"clip ids must be unique, but these files share a name: {_examples(twice)}; keep one of each")
+        raise ConfigError(f"clip ids must be unique, but these files share a name: {_examples(twice)}; keep one")
     # a GTZAN name (<genre>.000NN) in another genre's folder is a mislabelled clip
     labels = set(GENRES) | {genre for _, _, genre in rows}
     wrong = [
@@ -129,7 +140,7 @@ def _check_names(rows: list[tuple[str, str, str]]) -> None:
         if (m := _GTZAN_NAME.match(clip_id)) and m[1] in labels and m[1] != genre
     ]
     if wrong:
-        raise ConfigError(f"files whose name says another genre than their folder: {_examples(wrong)}; move or rename them")
+        raise ConfigError(f"files named for another genre than their folder: {_examples(wrong)}; move or rename them")
 
 
 def list_files(data_dir: str | Path) -> list[Path]:
@@ -149,7 +160,8 @@ def read_file(path: str | Path, sr: int = SAMPLE_RATE) -> dict:
     from mirflow.audio import load_audio  # decoding lives in mirflow.audio; discovery never needs it
 
     path = Path(path)
-    return {"clip_id": path.stem, "genre": path.parent.name, "path": str(path), "waveform": load_audio(path, sr), "sr": sr}
+    waveform = load_audio(path, sr)
+    return {"clip_id": path.stem, "genre": path.parent.name, "path": str(path), "waveform": waveform, "sr": sr}
 
 
 def read_table(paths: list[str | Path]) -> tuple[pd.DataFrame, list[Failure]]:
@@ -248,10 +260,12 @@ _STYLES = {
     "country": _Style(112, (7, 2, 9, 0, 4), (((0, "maj"), (5, "maj"), (7, "maj"), (0, "maj")),), 55,
                       comp=_EIGHTS, bass="x...x...x...x...", kick="x.......x.......", snare=_BACKBEAT, hat=_EIGHTS,
                       arpeggio=True, partials=14, rolloff=0.9, attack=0.002, decay=6.0, drums=0.6, noise=0.01),
-    "disco": _Style(120, (9, 2, 4, 7), (((0, "min7"), (5, "min7")), ((0, "min7"), (10, "maj"), (8, "maj"), (7, "min"))), 55,
+    "disco": _Style(120, (9, 2, 4, 7), (((0, "min7"), (5, "min7")),
+                                        ((0, "min7"), (10, "maj"), (8, "maj"), (7, "min"))), 55,
                     comp="..x...x...x...x.", bass=_EIGHTS, kick="x...x...x...x...", snare=_BACKBEAT,
                     hat="..x...x...x...x.", partials=12, rolloff=1.0, attack=0.005, decay=4.0, drive=0.2, drums=1.0),
-    "hiphop": _Style(88, (0, 2, 5, 7), (((0, "min7"), (8, "maj7")), ((0, "min"), (3, "maj"), (10, "maj"), (5, "min"))), 48,
+    "hiphop": _Style(88, (0, 2, 5, 7), (((0, "min7"), (8, "maj7")),
+                                        ((0, "min"), (3, "maj"), (10, "maj"), (5, "min"))), 48,
                      comp="x...............", bass="x......x..x.....", kick="x......x..x.....", snare=_BACKBEAT,
                      hat=_EIGHTS, swing=0.6, partials=4, rolloff=2.0, attack=0.03, decay=0.5, drums=1.0, noise=0.015),
     "jazz": _Style(132, (5, 10, 3, 0), (((2, "min7"), (7, "dom7"), (0, "maj7"), (0, "maj7")),
@@ -267,8 +281,9 @@ _STYLES = {
                   comp="x.......x.......", bass="x.......x.x.....", kick="x.......x.x.....", snare=_BACKBEAT,
                   hat=_EIGHTS, partials=10, rolloff=1.3, decay=1.0, drive=0.1, drums=0.9, noise=0.008),
     "reggae": _Style(76, (9, 7, 2, 4), (((0, "min"), (5, "min")), ((0, "maj"), (5, "maj"), (7, "maj"), (5, "maj"))), 55,
-                     comp="..x...x...x...x.", bass="x..x....x.x.....", kick="........x.......", snare="........x.......",
-                     hat=_EIGHTS, swing=0.3, partials=9, rolloff=1.1, attack=0.003, decay=9.0, drums=0.8),
+                     comp="..x...x...x...x.", bass="x..x....x.x.....", kick="........x.......",
+                     snare="........x.......", hat=_EIGHTS, swing=0.3, partials=9, rolloff=1.1, attack=0.003,
+                     decay=9.0, drums=0.8),
     "rock": _Style(126, (4, 9, 2, 7), (((0, "power"), (5, "power"), (7, "power"), (5, "power")),
                                        ((0, "power"), (10, "power"), (5, "power"), (0, "power"))), 40,
                    comp=_EIGHTS, bass=_EIGHTS, kick="x.......x.x.....", snare=_BACKBEAT, hat=_EIGHTS,
@@ -419,7 +434,8 @@ def synthesize(
     10 each). Genres differ in tempo, rhythm, harmony, timbre and noise, with random
     key, tempo and mix per clip, so they are learnable but not trivially separable.
     Deterministic for ``seed``. ``corrupt`` extra files with valid clip names hold
-    undecodable bytes, for testing quarantine. Returns the clip paths, good clips
+    undecodable bytes, for testing quarantine. ``SYNTHETIC.md`` is written last, so its
+    presence (``is_synthetic``) means a complete set. Returns the clip paths, good clips
     sorted by clip id, then the corrupt ones.
     """
     genres = tuple(genres)
