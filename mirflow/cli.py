@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ValidationError
 
+from mirflow.datacli import add_data_parser, cmd_data
 from mirflow.errors import MirflowError
 
 FLOWS = {"gtzan": ("flows.gtzan", "gtzan", "mirflow.params", "GtzanParams")}
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     gc = store_sub.add_parser("gc", help="Delete artifacts no run folder refers to.")
     _store_option(gc)
     gc.add_argument("--dry-run", action="store_true")
+    add_data_parser(commands)
     return parser
 
 
@@ -169,7 +171,7 @@ def cmd_store(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "predict": cmd_predict, "runs": cmd_runs, "store": cmd_store}
+COMMANDS = {"run": cmd_run, "predict": cmd_predict, "runs": cmd_runs, "store": cmd_store, "data": cmd_data}
 
 if __name__ == "__main__":
     raise SystemExit(main())
