@@ -90,7 +90,9 @@ INDEX: tuple[RemoteFile, ...] = tuple(
     if s != "allmusic"
     for split in SPLITS
 )
-LOGIN_INSTRUCTIONS: str | None = (
+LOGIN_INSTRUCTIONS: str | None = None  # everything in INDEX downloads freely
+# AllMusic's ground truth alone needs an agreement, so it is not in INDEX:
+ALLMUSIC_INSTRUCTIONS = (
     "The AllMusic ground truth (https://zenodo.org/record/2554044) is shared only under a data usage "
     "agreement with the MediaEval organisers. Once granted, place acousticbrainz-mediaeval-allmusic-train.tsv "
     "and acousticbrainz-mediaeval-allmusic-validation.tsv (or their .bz2) in the data set folder; "

@@ -1,0 +1,83 @@
+"""The flow on an existing Dask cluster (real scheduler and worker processes) and on
+real GTZAN clips from ../shared/realdata."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.gtzan import gtzan
+from mirflow.datasets import gtzan as gtzan_data
+from mirflow.params import GtzanParams
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def prefect_server():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory):
+    """`dask scheduler` and `dask worker` as separate processes on loopback."""
+    folder = tmp_path_factory.mktemp("dask")
+    scheduler_file = folder / "scheduler.json"
+    processes = [
+        subprocess.Popen([BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                          "--scheduler-file", scheduler_file], cwd=folder, stderr=subprocess.DEVNULL)
+    ]
+    try:
+        deadline = time.time() + 60
+        while not scheduler_file.exists() and time.time() < deadline:
+            time.sleep(0.2)
+        address = json.loads(scheduler_file.read_text())["address"]
+        processes.append(
+            subprocess.Popen([BIN / "dask", "worker", address, "--nthreads", "1", "--nworkers", "2",
+                              "--no-dashboard", "--host", "127.0.0.1"], cwd=folder, stderr=subprocess.DEVNULL)
+        )
+        from distributed import Client
+
+        with Client(address) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+
+
+@pytest.mark.heavy
+def test_flow_runs_on_an_existing_dask_cluster(prefect_server, dask_cluster, tmp_path):
+    gtzan_data.synthesize(tmp_path / "data", n_per_genre=3, duration_s=3.0, seed=3)
+    params = GtzanParams(data_dir=str(tmp_path / "data"), store=str(tmp_path / "store"), dask_address=dask_cluster,
+                         shard_size=8, max_epochs=2, patience=1, cnn_frames=32, fractions=(0.6, 0.2, 0.2))
+    result = gtzan(params=params)
+    from distributed import Client
+
+    with Client(dask_cluster) as client:
+        done = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
+    assert {"extract", "train"} <= set(done)  # the stages really ran on that cluster
+    metrics = json.loads((Path(result["run_dir"]) / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"mlp", "cnn"}
+
+
+def test_flow_on_real_gtzan_clips(prefect_server, realdata, tmp_path):
+    params = GtzanParams(data_dir=str(realdata / "gtzan"), store=str(tmp_path / "store"), n_workers=2,
+                         max_epochs=3, patience=2, cnn_frames=128, fractions=(0.58, 0.21, 0.21))
+    result = gtzan(params=params)
+    run_dir = Path(result["run_dir"])
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["failures"] == []
+    features = json.loads((run_dir / "inputs.json").read_text())
+    assert features["clips"] == 70
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert sum(metrics["models"]["mlp"][s]["n"] for s in ("train", "validation", "test")) == 70
