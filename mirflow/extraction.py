@@ -20,6 +20,7 @@ from mirflow.audio import load_audio, segment_waveform
 from mirflow.errors import DataError
 from mirflow.features import FeatureSettings, extract_clip, feature_names
 from mirflow.featureset import FAILURES, TABLE
+from mirflow.steps import InputSpec
 from mirflow.store import ArtifactWriter
 
 ID_COLUMNS = ("row_id", "clip_id", "rel_path", "label", "group", "segment")
@@ -116,3 +117,12 @@ def write_feature_shard(writer: ArtifactWriter, clips: Sequence[dict], settings:
     writer.write_parquet(TABLE, table)
     writer.write_json(FAILURES, failures)
     return {"rows": table.num_rows, "failures": len(failures)}
+
+
+def audio_input_specs(sample_rate: int, cnn_frames: int) -> tuple[dict, dict[str, InputSpec]]:
+    """Extraction settings and how each model reads a row: the MLP the tabular
+    features, the CNN the log-mel spectrogram."""
+    settings = FeatureSettings(sr=sample_rate)
+    columns = tuple(feature_names(settings))
+    specs = {model: InputSpec(model, columns, TENSOR_COLUMN, settings.n_mels, cnn_frames) for model in ("mlp", "cnn")}
+    return settings.as_dict(), specs

@@ -16,6 +16,7 @@ from tasks.runtime import RunContext, run_stage
 @task(cache_policy=STAGE_DEFAULTS["cache_policy"])
 def plan_audio_shards(ctx: RunContext, clips: pd.DataFrame) -> list[Shard]:
     shards = plan_shards(clips, ctx.params.shard_size)
+    ctx.progress.expect("extract", len(shards))
     get_run_logger().info("%d clips in %d shards", len(clips), len(shards))
     return shards
 

@@ -42,6 +42,7 @@ def finish_run(
     """Write the run folder (report, metrics, manifest, models) and Prefect artifacts;
     with ``explain``, only say which stages would re-run and why."""
     logger = get_run_logger()
+    ctx.progress.close()
     if ctx.explain:
         text = report.explain_plan(ctx.stages, runs.latest_manifest(ctx.store, ctx.flow, before=ctx.run_id))
         logger.info("what would re-run:\n%s", text)

@@ -9,6 +9,7 @@ heavy ones) inside ``store.writing`` so a killed run leaves nothing that looks v
 from __future__ import annotations
 
 import resource
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -34,14 +35,50 @@ class RunContext:
     params: BaseModel
     explain: bool = False
     stages: list[dict] = field(default_factory=list)
+    progress: StageProgress = field(default_factory=lambda: StageProgress())
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, entry: dict) -> None:
         with self._lock:
             self.stages.append(entry)
+        self.progress.advance(entry["stage"])
 
     def forced(self, stage: str) -> bool:
         return stage in getattr(self.params, "force", ())
+
+
+class StageProgress:
+    """Per-stage progress: a bar per long stage on a terminal, and a log line per step."""
+
+    def __init__(self):
+        self.totals: dict[str, int] = {}
+        self.done: dict[str, int] = {}
+        self._bars = None
+        self._bar_ids: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def expect(self, stage: str, total: int) -> None:
+        with self._lock:
+            self.totals[stage] = total
+            if sys.stderr.isatty() and total > 1:
+                from rich.progress import Progress
+
+                if self._bars is None:
+                    self._bars = Progress(transient=False)
+                    self._bars.start()
+                self._bar_ids[stage] = self._bars.add_task(stage, total=total)
+
+    def advance(self, stage: str) -> None:
+        with self._lock:
+            self.done[stage] = self.done.get(stage, 0) + 1
+            if stage in self._bar_ids:
+                self._bars.advance(self._bar_ids[stage])
+            if stage in self.totals:
+                get_run_logger().info("%s: %d/%d done", stage, self.done[stage], self.totals[stage])
+
+    def close(self) -> None:
+        if self._bars is not None:
+            self._bars.stop()
 
 
 StageFunction = Callable[..., Any]  # fn(writer: ArtifactWriter, *args) -> summary

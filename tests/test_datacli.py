@@ -274,7 +274,7 @@ def test_list_shows_every_dataset_and_its_local_state(data_home, capsys):
     assert rows == [
         ("gtzan", "?", "no", "absent"),
         ("msd", "?", "no", "present"),
-        ("acousticbrainz", "?", "yes", "absent"),
+        ("acousticbrainz", "?", "no", "absent"),
         ("kkbox", "?", "yes", "absent"),
         ("cifar100", "161.2 MiB", "no", "incomplete"),
     ]

@@ -1,0 +1,249 @@
+"""What the benchmarks share: result folders, machine and load information, timing,
+cached generated GTZAN data sets, and running the gtzan flow.
+
+Every figure carries the 1-minute load average before and after it: the machine has 2
+cores and may be shared, so a figure taken under load > 2 is pessimistic.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import platform
+import shutil
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from functools import cache
+from importlib import metadata
+from multiprocessing import get_context
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DATA = RESULTS / "data"
+STORES = RESULTS / "stores"
+
+# Flow settings every flow benchmark shares: the MLP only keeps runs short; training
+# stays a real one (early stopping within 30 epochs).
+FLOW_SETTINGS = {"n_workers": 2, "models": ["mlp"], "max_epochs": 30, "patience": 10, "seed": 0}
+
+
+# -- machine and load ------------------------------------------------------------------
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def machine_info() -> dict:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+        platform.processor(),
+    )
+    memory_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    packages = ("numpy", "librosa", "dask", "distributed", "prefect", "torch", "pyarrow", "joblib")
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_kb / 2**20, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": {name: metadata.version(name) for name in packages},
+    }
+
+
+@contextmanager
+def timed() -> Iterator[dict]:
+    """Wall seconds of the block, with the 1-minute load average before and after."""
+    record = {"load_before": load_average()}
+    start = time.perf_counter()
+    yield record
+    record["seconds"] = round(time.perf_counter() - start, 3)
+    record["load_after"] = load_average()
+
+
+def load_note(record: dict) -> str:
+    return f"load {record['load_before']:.2f}→{record['load_after']:.2f}"
+
+
+# -- generated data sets -----------------------------------------------------------------
+def _synthesize_genres(out_dir: str, n_per_genre: int, duration_s: float, genres: tuple[str, ...]) -> None:
+    from mirflow.datasets import gtzan
+
+    gtzan.synthesize(out_dir, n_per_genre=n_per_genre, duration_s=duration_s, genres=genres)
+
+
+def _master(n_per_genre: int, duration_s: float) -> Path:
+    """The cached full set for this clip length, regenerated (two processes) when too small."""
+    from mirflow.datasets.gtzan import GENRES
+
+    folder = DATA / f"gtzan-{duration_s:g}s"
+    marker = folder / "bench-data.json"  # written last: its presence means a complete set
+    if marker.is_file() and json.loads(marker.read_text())["n_per_genre"] >= n_per_genre:
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    # Clips are keyed by (seed, genre, index), so two halves of the genres make the same set.
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
+        jobs = [pool.submit(_synthesize_genres, str(folder), n_per_genre, duration_s, GENRES[i::2]) for i in (0, 1)]
+        for job in jobs:
+            job.result()
+    marker.write_text(json.dumps({"n_per_genre": n_per_genre, "duration_s": duration_s}))
+    return folder
+
+
+def gtzan_clips(n_clips: int, duration_s: float = 30.0) -> Path:
+    """A GTZAN-layout folder of ``n_clips`` generated clips (a multiple of 10), hard links
+    into one cached set per clip length, so subsets share files (and stat fingerprints)."""
+    from mirflow.datasets.gtzan import GENRES
+
+    if n_clips % len(GENRES):
+        raise ValueError(f"n_clips={n_clips} must be a multiple of {len(GENRES)} (clips per genre)")
+    per_genre = n_clips // len(GENRES)
+    master = _master(per_genre, duration_s)
+    folder = DATA / f"gtzan-{duration_s:g}s-n{n_clips}"
+    marker = folder / "bench-subset.json"
+    if marker.is_file() and json.loads(marker.read_text())["master"] == master.joinpath("bench-data.json").read_text():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    for genre in GENRES:
+        (folder / "genres" / genre).mkdir(parents=True)
+        for index in range(per_genre):
+            name = f"genres/{genre}/{genre}.{index:05d}.wav"
+            os.link(master / name, folder / name)
+    marker.write_text(json.dumps({"master": master.joinpath("bench-data.json").read_text()}))
+    return folder
+
+
+def prepare_data(quick: bool, names: list[str]) -> None:
+    """Generate (or reuse) each clip length's cached set at the largest size any of these
+    benchmarks asks for (``data_sets(quick)`` in each module), so none is regenerated."""
+    largest: dict[float, int] = {}
+    for name in names:
+        for n_clips, duration_s in importlib.import_module(f"bench.{name}").data_sets(quick):
+            largest[duration_s] = max(largest.get(duration_s, 0), n_clips)
+    for duration_s, n_clips in largest.items():
+        with timed() as record:
+            gtzan_clips(n_clips, duration_s)
+        print(f"  data: {n_clips} clips of {duration_s:g} s ready in {record['seconds']:.0f} s", flush=True)
+
+
+def clip_paths(data_dir: Path) -> list[Path]:
+    return sorted(data_dir.glob("genres/*/*.wav"))
+
+
+def warm_page_cache(data_dir: Path) -> None:
+    """Read every clip once, so no compared run pays for cold disk reads."""
+    for path in clip_paths(data_dir):
+        path.read_bytes()
+
+
+def clip_records(data_dir: Path) -> list[dict]:
+    """The records ``extract_shard`` takes, for every clip of a generated set."""
+    return [
+        {
+            "clip_id": path.stem,
+            "path": str(path),
+            "rel_path": os.path.relpath(path, data_dir),
+            "label": path.parent.name,
+            "group": path.stem,
+        }
+        for path in clip_paths(data_dir)
+    ]
+
+
+def fresh_store(name: str) -> Path:
+    store = STORES / name
+    shutil.rmtree(store, ignore_errors=True)
+    return store
+
+
+# -- the flow ----------------------------------------------------------------------------
+@contextmanager
+def prefect_server() -> Iterator[None]:
+    """A temporary Prefect server and database (PREFECT_HOME must already point at a
+    scratch folder); ``prefect_api_url`` gives its address to subprocesses."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+def prefect_api_url() -> str:
+    import prefect.settings
+
+    return prefect.settings.PREFECT_API_URL.value()
+
+
+def run_flow(data_dir: Path, store: Path, **overrides) -> dict:
+    """One gtzan flow run in this process: wall time, load, and what each stage did."""
+    from flows.gtzan import gtzan
+    from mirflow.params import GtzanParams
+    from mirflow.runs import Run
+
+    params = GtzanParams(data_dir=str(data_dir), store=str(store), **{**FLOW_SETTINGS, **overrides})
+    with timed() as record:
+        result = gtzan(params=params)
+    manifest = Run.open(str(store), result["run_id"]).manifest
+    test = [row for row in result["rows"] if row["split"] == "test"]
+    return {
+        **record,
+        "run_id": result["run_id"],
+        "statuses": sorted({stage["status"] for stage in manifest["stages"]}),
+        "stages": [
+            {key: stage.get(key) for key in ("label", "status", "seconds", "peak_rss_bytes")}
+            for stage in manifest["stages"]
+        ],
+        "test_accuracy": test[0]["accuracy"] if test else None,
+    }
+
+
+@cache
+def cold_flow_run(n_clips: int, duration_s: float = 30.0) -> dict:
+    """The first run of the flow on ``n_clips`` into a fresh store; cached, so benchmarks
+    sharing one (flow overhead, re-run, memory) pay for it once."""
+    data_dir = gtzan_clips(n_clips, duration_s)
+    warm_page_cache(data_dir)
+    store = fresh_store(f"flow-{duration_s:g}s-n{n_clips}")
+    return {**run_flow(data_dir, store), "data_dir": str(data_dir), "store": str(store)}
+
+
+def stage_seconds(run: dict) -> dict[str, float]:
+    """Summed stage seconds by stage name (extract shards are summed over workers)."""
+    totals: dict[str, float] = {}
+    for stage in run["stages"]:
+        name = stage["label"].split("[", 1)[0]
+        totals[name] = round(totals.get(name, 0.0) + (stage["seconds"] or 0.0), 3)
+    return totals
+
+
+# -- output ------------------------------------------------------------------------------
+def markdown_table(columns: list[str], rows: list[list]) -> str:
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render(result: dict) -> str:
+    """A benchmark result as a Markdown section."""
+    parts = [f"## {result['title']}", "", result["setup"], ""]
+    for table in result["tables"]:
+        parts += [markdown_table(table["columns"], table["rows"]), ""]
+    for target in result["targets"]:
+        verdict = {True: "met", False: "**missed**", None: "n/a"}[target["met"]]
+        parts.append(f"- Target {target['what']}: {target['value']} ({verdict})")
+    parts += [f"- {note}" for note in result.get("notes", [])]
+    parts += ["", f"_Benchmark wall time {result['seconds']:.0f} s, {load_note(result)}._", ""]
+    return "\n".join(parts)
+
+
+def write_result(result: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{result['name']}.json").write_text(json.dumps(result, indent=2, default=str))
+    path = RESULTS / f"{result['name']}.md"
+    path.write_text(render(result))
+    return path

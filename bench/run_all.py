@@ -1,0 +1,72 @@
+"""Run the benchmarks: ``python -m bench.run_all [--quick] [--only NAME ...]``.
+
+Writes ``bench/results/<name>.json`` and ``.md`` per benchmark and
+``bench/results/summary.md`` (machine, load, every section). ``--quick`` uses fewer and
+shorter inputs (a smoke run, a few minutes); figures it gives are labelled as such.
+
+Dask starts its workers by spawning this module afresh, so nothing here runs (or is
+imported) at import time beyond the standard library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import tempfile
+import time
+import warnings
+
+BENCHMARKS = ("features", "workers", "overhead", "rerun", "memory")
+
+
+def _quiet() -> None:
+    """Scratch Prefect home and no chatter: the figures, not the logs, are the output."""
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="mirflow-bench-prefect-")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run_all", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="Smaller inputs: a smoke run of a few minutes.")
+    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS), help="Run only these.")
+    args = parser.parse_args(argv)
+    _quiet()
+
+    from bench import common
+
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    machine = common.machine_info()
+    print(f"mirflow benchmarks ({'quick' if args.quick else 'full'}), load {common.load_average()}", flush=True)
+    common.prepare_data(args.quick, args.only)
+    sections = []
+    with common.prefect_server():
+        for name in args.only:
+            print(f"- {name} …", flush=True)
+            module = importlib.import_module(f"bench.{name}")
+            with common.timed() as record:
+                result = module.run(args.quick)
+            result.update(record, quick=args.quick, machine=machine)
+            path = common.write_result(result)
+            sections.append(path.read_text())
+            print(path.read_text(), flush=True)
+    header = [
+        f"# mirflow benchmarks ({'quick run: smaller inputs' if args.quick else 'full run'})",
+        "",
+        f"Started {started}; machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB; "
+        f"Python {machine['python']}; " + ", ".join(f"{k} {v}" for k, v in machine["packages"].items()) + ".",
+        "Load averages are the 1-minute figure before→after each measurement (2 cores: above 2 means contention).",
+        "",
+    ]
+    (common.RESULTS / "summary.md").write_text("\n".join(header + sections))
+    print(f"wrote {common.RESULTS / 'summary.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,123 @@
+"""Benchmark 2: extraction through a local Dask cluster with 2 workers vs 1, and the
+effect of Dask's MALLOC_TRIM_THRESHOLD_ worker setting, on the same clips.
+
+Each shard goes through ``DaskPool.run`` from its own thread, as the flow's tasks do.
+Shards are equal (20 of them) so the figure measures worker scaling, not shard balance.
+Workers are warmed up first (librosa import, numba loading: ~3 s once per worker).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from bench.common import clip_records, gtzan_clips, timed, warm_page_cache
+
+TARGET_SCALING = 1.85
+N_SHARDS = 20  # even, so 2 workers get equal halves
+MALLOC_VARIABLE = "MALLOC_TRIM_THRESHOLD_"
+
+
+def _n_clips(quick: bool) -> int:
+    return 40 if quick else 160
+
+
+def _extract_rows(clips: list[dict], settings) -> int:
+    """Run on a worker: extract one shard, return only its row count (no table transfer)."""
+    from mirflow.extraction import extract_shard
+
+    table, failures = extract_shard(clips, settings, None)
+    if failures:
+        raise RuntimeError(f"unexpected failures: {failures}")
+    return table.num_rows
+
+
+def _warm_up() -> None:
+    from mirflow.features import FeatureSettings, extract_clip
+
+    extract_clip(np.random.default_rng(0).normal(0, 0.1, 22050).astype(np.float32), FeatureSettings())
+
+
+def _malloc_setting() -> str | None:
+    return os.environ.get(MALLOC_VARIABLE)
+
+
+def _dask_default_cluster(n_workers: int):
+    """A LocalCluster as DaskPool starts one, but with Dask's default worker environment."""
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+    )
+
+
+def _measure(shards: list[list[dict]], n_workers: int, environment: str) -> dict:
+    from mirflow.cluster import DaskPool
+    from mirflow.features import FeatureSettings
+
+    cluster = _dask_default_cluster(n_workers) if environment == "dask default" else None
+    pool = DaskPool(cluster.scheduler_address if cluster else None, n_workers)
+    try:
+        client = pool.client()
+        client.wait_for_workers(n_workers)
+        client.run(_warm_up)
+        settings = {value for value in client.run(_malloc_setting).values()}
+        with ThreadPoolExecutor(len(shards)) as threads, timed() as record:
+            rows = sum(threads.map(lambda clips: pool.run(_extract_rows, clips, FeatureSettings()), shards))
+    finally:
+        pool.close()
+        if cluster is not None:
+            cluster.close()
+    return {"workers": n_workers, "environment": environment, f"worker {MALLOC_VARIABLE}": sorted(map(str, settings)), "rows": rows, **record}
+
+
+def run(quick: bool) -> dict:
+    data_dir = gtzan_clips(_n_clips(quick))
+    warm_page_cache(data_dir)
+    records = clip_records(data_dir)
+    shards = [records[i :: N_SHARDS] for i in range(N_SHARDS)]  # every genre in every shard
+    configurations = [(1, "mirflow WORKER_ENV"), (2, "mirflow WORKER_ENV"), (2, "dask default"), (1, "dask default")]
+    with timed() as record:
+        runs = [_measure(shards, n, env) for n, env in configurations]
+    by_key = {(r["workers"], r["environment"]): r["seconds"] for r in runs}
+    scaling = by_key[1, "mirflow WORKER_ENV"] / by_key[2, "mirflow WORKER_ENV"]
+    malloc_2 = by_key[2, "dask default"] / by_key[2, "mirflow WORKER_ENV"]
+    malloc_1 = by_key[1, "dask default"] / by_key[1, "mirflow WORKER_ENV"]
+    faster = "mirflow's WORKER_ENV (variable removed)" if malloc_2 > 1 else f"Dask's default ({MALLOC_VARIABLE}=65536)"
+    return {
+        "name": "workers",
+        "title": "2. Extraction on a local Dask cluster: 2 workers vs 1, and MALLOC_TRIM_THRESHOLD_",
+        "setup": (
+            f"{len(records)} generated 30 s clips in {len(shards)} equal shards of {len(shards[0])}, "
+            "`mirflow.extraction.extract_shard` on `mirflow.cluster.DaskPool` workers (processes, 1 thread each), "
+            "one `DaskPool.run` per shard from its own thread as the flow's tasks do; each configuration starts "
+            "a fresh cluster and warms its workers up before the clock starts. "
+            f"'dask default' = a LocalCluster with Dask's nanny environment ({MALLOC_VARIABLE}=65536), "
+            f"reached through `DaskPool(address)`; 'mirflow WORKER_ENV' = `DaskPool()` (variable removed)."
+        ),
+        "figures": {"runs": runs, "scaling_2_vs_1": scaling, "dask_default_over_mirflow_2_workers": malloc_2,
+                    "dask_default_over_mirflow_1_worker": malloc_1, **record},
+        "tables": [
+            {
+                "columns": ["workers", "worker environment", f"{MALLOC_VARIABLE} seen by workers", "seconds", "ms / clip", "load before→after"],
+                "rows": [
+                    [r["workers"], r["environment"], ", ".join(r[f"worker {MALLOC_VARIABLE}"]), r["seconds"],
+                     round(1000 * r["seconds"] / r["rows"], 1), f"{r['load_before']:.2f}→{r['load_after']:.2f}"]
+                    for r in runs
+                ],
+            }
+        ],
+        "targets": [
+            {"what": f"2 workers vs 1 ≥ {TARGET_SCALING}×", "value": f"{scaling:.2f}×", "met": scaling >= TARGET_SCALING},
+        ],
+        "notes": [
+            f"{MALLOC_VARIABLE}: Dask's default env takes {malloc_2:.2f}× the time of mirflow's with 2 workers "
+            f"({malloc_1:.2f}× with 1); faster: {faster}.",
+        ],
+    }
+
+
+def data_sets(quick: bool) -> list[tuple[int, float]]:
+    return [(_n_clips(quick), 30.0)]
