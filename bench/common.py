@@ -1,8 +1,8 @@
 """What the benchmarks share: result folders, machine and load information, timing,
 cached generated GTZAN data sets, and running the gtzan flow.
 
-Every figure carries the 1-minute load average before and after it: the machine has 2
-cores and may be shared, so a figure taken under load > 2 is pessimistic.
+The machine has 2 cores and may be shared, so every figure waits for a quiet machine
+and carries the CPU other processes used while it was taken (``timed``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -20,6 +21,8 @@ from functools import cache
 from importlib import metadata
 from multiprocessing import get_context
 from pathlib import Path
+
+import psutil
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA = RESULTS / "data"
@@ -52,18 +55,83 @@ def machine_info() -> dict:
     }
 
 
+def _system_busy_seconds() -> float:
+    """CPU seconds all processes have used since boot (every non-idle field of /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class _TreeCpu(threading.Thread):
+    """CPU seconds of this process and all its descendants, sampled every 0.2 s so that
+    children that exit mid-measurement (Dask workers, loky workers) still count."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self._seen: dict[tuple[int, float], float] = {}
+        self._start = self._sample()
+        self._stop = threading.Event()
+
+    def _sample(self) -> float:
+        me = psutil.Process()
+        for process in [me, *me.children(recursive=True)]:
+            try:
+                times = process.cpu_times()
+                self._seen[process.pid, process.create_time()] = times.user + times.system
+            except psutil.Error:  # exited between listing and reading
+                pass
+        return sum(self._seen.values())
+
+    def run(self) -> None:
+        while not self._stop.wait(0.2):
+            self._sample()
+
+    def used(self) -> float:
+        self._stop.set()
+        if self.is_alive():
+            self.join()
+        return self._sample() - self._start
+
+
+def wait_for_quiet(max_wait_s: float) -> dict:
+    """Wait (up to ``max_wait_s``) until other processes use < 0.25 core for a second:
+    the machine is shared, and a figure taken beside someone's test run measures them."""
+    started = time.perf_counter()
+    while True:
+        before, tree = _system_busy_seconds(), _TreeCpu()
+        time.sleep(1.0)
+        busy = _system_busy_seconds() - before - tree.used()
+        waited = time.perf_counter() - started
+        if busy < 0.25 or waited >= max_wait_s:
+            return {"waited_s": round(waited, 1), "others_cores_at_start": round(max(busy, 0.0), 2)}
+        time.sleep(2.0)
+
+
+# How long ``timed`` waits for a quiet machine; run_all lowers it for --quick.
+quiet_wait_s = 60.0
+
+
 @contextmanager
-def timed() -> Iterator[dict]:
-    """Wall seconds of the block, with the 1-minute load average before and after."""
-    record = {"load_before": load_average()}
+def timed(wait: bool = True) -> Iterator[dict]:
+    """Wall seconds of the block, the CPU seconds of this process tree in it, and the CPU
+    that *other* processes used meanwhile (in cores; > ~0.2 means a contended figure),
+    plus the 1-minute load average before and after (which includes our own work)."""
+    record = wait_for_quiet(quiet_wait_s) if wait else {}
+    record["load_before"] = load_average()
+    busy, tree = _system_busy_seconds(), _TreeCpu()
+    tree.start()
     start = time.perf_counter()
     yield record
-    record["seconds"] = round(time.perf_counter() - start, 3)
+    seconds = time.perf_counter() - start
+    ours = tree.used()
+    record["seconds"] = round(seconds, 3)
+    record["cpu_seconds"] = round(ours, 2)
+    record["others_cores"] = round(max(_system_busy_seconds() - busy - ours, 0.0) / seconds, 2)
     record["load_after"] = load_average()
 
 
 def load_note(record: dict) -> str:
-    return f"load {record['load_before']:.2f}→{record['load_after']:.2f}"
+    return f"others {record['others_cores']:.2f} cores, load {record['load_before']:.2f}→{record['load_after']:.2f}"
 
 
 # -- generated data sets -----------------------------------------------------------------

@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench import common
 
+    if args.quick:
+        common.quiet_wait_s = 10.0
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     machine = common.machine_info()
     print(f"mirflow benchmarks ({'quick' if args.quick else 'full'}), load {common.load_average()}", flush=True)

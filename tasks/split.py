@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import task
 
 from mirflow import steps
 from mirflow.featureset import FeatureSet
+from mirflow.fingerprint import file_fingerprint
 from mirflow.params import SplitParams, subset
 from mirflow.store import ArtifactRef
 from tasks.common import STAGE_DEFAULTS
@@ -22,10 +25,7 @@ def split_rows(ctx: RunContext, features: FeatureSet) -> ArtifactRef:
 
 
 def _file_digest(path: str) -> str:
-    from pathlib import Path
-
-    from mirflow.fingerprint import file_fingerprint
-
+    """A predefined split's content, so editing the split file re-runs the split."""
     target = Path(path)
     files = sorted(target.rglob("*")) if target.is_dir() else [target]
     return str([file_fingerprint(f, target.parent, "content") for f in files if f.is_file()])

@@ -1,0 +1,69 @@
+"""Stage functions on a small feature set in a real store: predefined split files,
+k folds, train-only scaling and the leakage audit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from mirflow import steps
+from mirflow.errors import LeakageError
+from mirflow.featureset import FAILURES, TABLE, FeatureSet
+from mirflow.store import ArtifactRef, ArtifactStore
+
+
+@pytest.fixture
+def features(tmp_path):
+    store = ArtifactStore(str(tmp_path / "store"))
+    rng = np.random.default_rng(0)
+    genres = ["blues", "jazz", "rock"]
+    clips = [f"{g}.{i:05d}" for g in genres for i in range(10)]
+    frame = pd.DataFrame({"row_id": clips, "clip_id": clips, "label": [c.split(".")[0] for c in clips], "group": clips,
+                          "f1": rng.normal(size=30), "f2": rng.normal(5, 2, size=30)})
+    shards = []
+    for index, part in enumerate(frame.iloc[i::3] for i in range(3)):
+        ref = ArtifactRef("extract", f"{index:02d}" * 32)
+        with store.writing(ref) as writer:
+            writer.write_parquet(TABLE, pa.Table.from_pandas(part, preserve_index=False))
+            writer.write_json(FAILURES, [])
+        shards.append(ref)
+    return FeatureSet(store, tuple(shards))
+
+
+def _materialise(store, stage, func, *args):
+    ref = ArtifactRef(stage, stage[0] * 64)
+    with store.writing(ref) as writer:
+        func(writer, *args)
+    return ref
+
+
+def test_predefined_split_file_and_k_folds(features, tmp_path):
+    listing = pd.DataFrame({"id": [f"{g}.{i:05d}" for g in ("blues", "jazz", "rock") for i in range(9)]})
+    listing["split"] = ["train"] * 15 + ["validation"] * 6 + ["test"] * 6
+    listing.to_csv(tmp_path / "split.csv", index=False)
+    ref = _materialise(features.store, "split", steps.write_split, features, (0.7, 0.15, 0.15), 0, str(tmp_path / "split.csv"), 3)
+    split = steps.read_split(features.store, ref).set_index("row_id")
+    assert len(split) == 27  # clips the file leaves out are left out
+    assert split.loc["blues.00000", "split"] == "train" and split.loc["rock.00008", "split"] == "test"
+    folds = split.loc[split["split"] == "train", "fold"]
+    assert set(folds) == {0, 1, 2} and (split.loc[split["split"] != "train", "fold"] == -1).all()
+
+
+def test_scaler_fits_train_rows_only_and_audit_catches_tampering(features):
+    store = features.store
+    split_ref = _materialise(store, "split", steps.write_split, features, (0.6, 0.2, 0.2), 1, None, None)
+    scaler_ref = _materialise(store, "scale", steps.write_scaler, features, split_ref, ("f1", "f2"), "standard", None, 8)
+    split = steps.read_split(store, split_ref)
+    train_ids = split.loc[split["split"] == "train", "row_id"]
+    table = features.read(["row_id", "f2"]).set_index("row_id")
+    scaler = steps.read_preprocessing(store, scaler_ref).scaler
+    assert scaler.center[1] == pytest.approx(table.loc[train_ids, "f2"].mean())
+    assert steps.audit_leakage(features, split_ref, scaler_ref, ("f1", "f2"))["scaler_rows"] == len(train_ids)
+
+    leaky = _materialise(store, "scale2", steps.write_scaler, features, _materialise(
+        store, "all", lambda w: w.write_parquet(steps.SPLIT, pa.Table.from_pandas(split.assign(split="train")))),
+        ("f1", "f2"), "standard", None, 8)
+    with pytest.raises(LeakageError, match="fitted on 30 rows"):
+        steps.audit_leakage(features, split_ref, leaky, ("f1", "f2"))
