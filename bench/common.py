@@ -70,7 +70,7 @@ class _TreeCpu(threading.Thread):
         super().__init__(daemon=True)
         self._seen: dict[tuple[int, float], float] = {}
         self._start = self._sample()
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def _sample(self) -> float:
         me = psutil.Process()
@@ -83,11 +83,11 @@ class _TreeCpu(threading.Thread):
         return sum(self._seen.values())
 
     def run(self) -> None:
-        while not self._stop.wait(0.2):
+        while not self._done.wait(0.2):
             self._sample()
 
     def used(self) -> float:
-        self._stop.set()
+        self._done.set()
         if self.is_alive():
             self.join()
         return self._sample() - self._start
@@ -190,7 +190,7 @@ def prepare_data(quick: bool, names: list[str]) -> None:
         for n_clips, duration_s in importlib.import_module(f"bench.{name}").data_sets(quick):
             largest[duration_s] = max(largest.get(duration_s, 0), n_clips)
     for duration_s, n_clips in largest.items():
-        with timed() as record:
+        with timed(wait=False) as record:
             gtzan_clips(n_clips, duration_s)
         print(f"  data: {n_clips} clips of {duration_s:g} s ready in {record['seconds']:.0f} s", flush=True)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import types
 import typing
@@ -101,8 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # Dask's scheduler and nanny log every worker start and stop at INFO.
-    logging.getLogger("distributed").setLevel(logging.WARNING)
     try:
         return COMMANDS[args.command](args)
     except (MirflowError, ValidationError) as error:

@@ -49,6 +49,9 @@ class DaskPool:
         if self.address:
             log.info("connecting to the Dask scheduler at %s", self.address)
             return Client(self.address, set_as_default=False)
+        # The scheduler and nannies log every worker start and stop at INFO: too chatty
+        # beside the flow's own log.
+        logging.getLogger("distributed").setLevel(logging.WARNING)
         with dask.config.set(WORKER_ENV):
             # Processes, one thread each: librosa and h5py hold the GIL for much of their work.
             self._cluster = LocalCluster(

@@ -65,10 +65,10 @@ class TrainParams(BaseModel):
     lr: float = Field(1e-3, gt=0, le=1.0, description="Learning rate.")
     weight_decay: float = Field(1e-4, ge=0, description="L2 weight decay.")
     batch_size: int = Field(32, ge=1, le=4096)
-    max_epochs: int = Field(60, ge=1, le=10_000)
-    patience: int = Field(10, ge=1, description="Early stopping: epochs without validation-loss improvement.")
+    max_epochs: int = Field(30, ge=1, le=10_000)
+    patience: int = Field(6, ge=1, description="Early stopping: epochs without validation-loss improvement.")
     scaler: Literal["standard", "minmax"] = Field("standard", description="Feature scaling, fitted on train only.")
-    cnn_frames: int = Field(256, ge=16, description="Log-mel frames the CNN sees per example (crop/pad).")
+    cnn_frames: int = Field(128, ge=16, description="Log-mel frames (~3 s) the CNN sees per example (centre crop/pad).")
 
 
 class GtzanParams(RunParams, SplitParams, TrainParams):

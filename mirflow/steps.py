@@ -184,7 +184,7 @@ def _source(features, spec, prep, classes, row_ids, batch_size, shuffle, seed) -
     index = {name: i for i, name in enumerate(classes)}
 
     def to_xy(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        return model_inputs(frame, spec, prep), frame["label"].map(index).to_numpy(np.int64)
+        return model_inputs(frame, spec, prep), np.array(frame["label"].map(index), dtype=np.int64)  # writable: torch warns on read-only arrays
 
     return FeatureBatchSource(features, spec.columns, row_ids, to_xy, batch_size, shuffle, seed)
 
