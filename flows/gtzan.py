@@ -11,7 +11,7 @@ from prefect import flow
 from mirflow.extraction import audio_input_specs
 from mirflow.params import GtzanParams, segment_seconds
 from tasks.discover import discover_gtzan_clips
-from tasks.evaluate import evaluate_model
+from tasks.evaluate import collect_classification_outputs, evaluate_model
 from tasks.extract import collect_shards, extract_audio_shard, plan_audio_shards
 from tasks.run import finish_run, start_run
 from tasks.scale import audit_leakage, fit_scaler_on_train
@@ -36,6 +36,7 @@ def gtzan(params: GtzanParams = GtzanParams(), explain: bool = False) -> dict:
         models = {m: train_model.submit(ctx, features, split, scaler, specs[m]) for m in params.models}
         evaluations = [evaluate_model.submit(ctx, features, split, scaler, models[m].result(), specs[m]) for m in params.models]
         inputs = {"features": settings, "segment_seconds": segment_seconds(params.segment), "clips": len(clips)}
-        return finish_run(ctx, [e.result() for e in evaluations], features, scaler, specs, inputs)
+        outputs = collect_classification_outputs(ctx, [e.result() for e in evaluations], features, scaler, specs, inputs)
+        return finish_run(ctx, outputs)
     finally:
         ctx.pool.close()

@@ -116,8 +116,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"run {result['run_id']}: report at {result['report_path']}")
     for row in result["rows"]:
         if row["split"] != "train":
-            print(f"  {row['model']:>4} {row['split']:<10} accuracy {row['accuracy']:.3f}  macro-F1 {row['macro_f1']:.3f}")
-    print(f"  best model (validation macro-F1): {result['best_model']}; quarantined files: {result['failures']}")
+            headline = [f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)][:4]
+            print(f"  {row['model']:>12} {row['split']:<10} " + "  ".join(headline))
+    print(f"  best model: {result['best_model']}; quarantined files: {result['failures']}")
     return 0
 
 

@@ -4,28 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-HEADLINE = ("accuracy", "macro_f1", "macro_precision", "macro_recall")
+SPLITS = ("train", "validation", "test")
 
 
 def metrics_rows(metrics_by_model: dict[str, dict]) -> list[dict]:
-    """One row per model and split: the table artifact and the headline table."""
+    """One row per model and split with every scalar metric of that split and the
+    model's own scalar figures (parameters, times, memory): the table artifact."""
     rows = []
-    for model, report in metrics_by_model.items():
-        for split in ("train", "validation", "test"):
-            if split not in report:
-                continue
-            rows.append(
-                {
-                    "model": model,
-                    "split": split,
-                    **{name: round(float(report[split][name]), 4) for name in HEADLINE},
-                    "parameters": report["parameters"],
-                    "train_seconds": round(float(report["train_seconds"]), 2),
-                    "inference_ms_per_row": round(float(report[split]["inference_ms_per_row"]), 3),
-                    "peak_memory_mb": round(report["peak_memory_bytes"] / 2**20, 1),
-                }
-            )
+    for model, result in metrics_by_model.items():
+        model_level = {k: _round(v) for k, v in result.items() if _scalar(v) and k != "model"}
+        for split in SPLITS:
+            if split in result:
+                split_level = {k: _round(v) for k, v in result[split].items() if _scalar(v)}
+                rows.append({"model": model, "split": split, **split_level, **model_level})
     return rows
+
+
+def _scalar(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _round(value):
+    return round(value, 4) if isinstance(value, float) else value
 
 
 def _table(rows: Sequence[dict]) -> str:
@@ -42,6 +42,7 @@ def render_report(
     run_id: str,
     metrics_by_model: dict[str, dict],
     best_model: str | None,
+    selection,
     failures: Sequence[dict],
     stages: Sequence[dict],
     figures: dict[str, str],
@@ -51,11 +52,12 @@ def render_report(
     parts += [f"{note}\n" for note in notes]
     parts += ["## Metrics\n", _table(metrics_rows(metrics_by_model))]
     if best_model:
-        parts.append(f"Best model by validation macro-F1: **{best_model}**.\n")
+        parts.append(f"Best model by {selection.split} {selection.metric}: **{best_model}**.\n")
         split = "test" if "test" in metrics_by_model[best_model] else "validation"
-        per_class = metrics_by_model[best_model][split]["per_class"]
-        parts += [f"## Per-class report ({best_model}, {split})\n"]
-        parts.append(_table([{"class": c, **{k: round(float(v), 3) for k, v in m.items()}} for c, m in per_class.items()]))
+        per_class = metrics_by_model[best_model][split].get("per_class")
+        if per_class:
+            parts += [f"## Per-class report ({best_model}, {split})\n"]
+            parts.append(_table([{"class": c, **{k: _round(float(v)) for k, v in m.items()}} for c, m in per_class.items()]))
     for caption, path in figures.items():
         parts.append(f"## {caption}\n\n![{caption}]({path})\n")
     parts += [f"## Quarantined inputs ({len(failures)})\n", _table([{"file": f["path"], "reason": f["reason"]} for f in failures])]

@@ -12,7 +12,8 @@ import io
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
@@ -55,29 +56,41 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+@dataclass(frozen=True)
+class Selection:
+    """How a run picks its best model: a metric on a split, never on test."""
+
+    split: str = "validation"
+    metric: str = "macro_f1"
+    higher_is_better: bool = True
+
+
+@dataclass
+class RunOutputs:
+    """What a pipeline hands to ``write_run``: per-model metrics (each a dict with one
+    sub-dict per split plus model-level figures), files for the run folder, figures to
+    show in the report (caption -> file name), quarantined inputs and extra manifest fields."""
+
+    metrics_by_model: dict[str, dict]
+    files: dict[str, bytes | str | dict | list] = field(default_factory=dict)
+    figures: dict[str, str] = field(default_factory=dict)
+    failures: list[dict] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
 def write_run(
     store: ArtifactStore,
     run_id: str,
     flow: str,
     params: BaseModel,
     stages: list[dict],
-    evaluations: list[dict],
-    extra: dict,
+    outputs: RunOutputs,
+    selection: Selection = Selection(),
 ) -> dict:
-    """Fill the run folder from the run's stage artifacts; returns paths and the report."""
-    metrics_by_model, figures = {}, {}
-    for evaluation in evaluations:
-        model = evaluation["model"]
-        evaluated: ArtifactRef = evaluation["evaluation"]
-        trained: ArtifactRef = evaluation["trained"]
-        metrics_by_model[model] = store.read_json(evaluated, "metrics.json")
-        store.write_run_file(run_id, f"{model}_confusion.png", store.read_bytes(evaluated, "confusion.png"))
-        store.write_run_file(run_id, f"models/{model}.pt", store.read_bytes(trained, steps.MODEL))
-        store.write_run_file(run_id, f"predictions/{model}.parquet", store.read_bytes(evaluated, "predictions.parquet"))
-        figures[f"Confusion matrix ({model})"] = f"{model}_confusion.png"
-    best = best_model(metrics_by_model)
-    failures = extra.pop("failures", [])
-    for name, data in extra.pop("files", {}).items():
+    """Fill the run folder (any pipeline); returns paths, the report and its table rows."""
+    best = best_model(outputs.metrics_by_model, selection)
+    for name, data in outputs.files.items():
         store.write_run_file(run_id, name, data)
     manifest = {
         "run_id": run_id,
@@ -85,18 +98,22 @@ def write_run(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "code": code_version(),
         "packages": package_versions(),
-        "data_fingerprint": stable_hash(sorted(s["inputs"] for s in stages if s["stage"] == "extract")),
+        # the inputs of the first (data-reading) stage: what the run read
+        "data_fingerprint": stable_hash(sorted(s["inputs"] for s in stages if s["stage"] == stages[0]["stage"]) if stages else []),
         "params": params.model_dump(mode="json"),
         "seeds": {"seed": getattr(params, "seed", None)},
         "stages": stages,
         "best_model": best,
-        "failures": failures,
-        **extra,
+        "selection": dataclasses.asdict(selection),
+        "failures": outputs.failures,
+        **outputs.extra,
     }
-    text = report.render_report(f"{flow} report", run_id, metrics_by_model, best, failures, stages, figures)
+    text = report.render_report(
+        f"{flow} report", run_id, outputs.metrics_by_model, best, selection, outputs.failures, stages, outputs.figures, outputs.notes
+    )
     store.write_run_file(run_id, "manifest.json", manifest)
     store.write_run_file(run_id, "params.json", params.model_dump(mode="json"))
-    store.write_run_file(run_id, "metrics.json", {"best_model": best, "models": metrics_by_model})
+    store.write_run_file(run_id, "metrics.json", {"best_model": best, "models": outputs.metrics_by_model})
     store.write_run_file(run_id, "report.md", text)
     return {
         "run_id": run_id,
@@ -104,15 +121,21 @@ def write_run(
         "report_path": f"{store.run_location(run_id)}/report.md",
         "report_markdown": text,
         "best_model": best,
-        "rows": report.metrics_rows(metrics_by_model),
-        "failures": len(failures),
+        "rows": report.metrics_rows(outputs.metrics_by_model),
+        "failures": len(outputs.failures),
     }
 
 
-def best_model(metrics_by_model: dict[str, dict]) -> str | None:
-    """The model with the best validation macro-F1 (test data never chooses)."""
-    scored = {m: r["validation"]["macro_f1"] for m, r in metrics_by_model.items() if "validation" in r}
-    return max(scored, key=scored.get) if scored else None
+def best_model(metrics_by_model: dict[str, dict], selection: Selection = Selection()) -> str | None:
+    """The model with the best ``selection.metric`` on ``selection.split``."""
+    scored = {
+        model: result[selection.split][selection.metric]
+        for model, result in metrics_by_model.items()
+        if result.get(selection.split, {}).get(selection.metric) is not None
+    }
+    if not scored:
+        return None
+    return (max if selection.higher_is_better else min)(scored, key=scored.get)
 
 
 def latest_manifest(store: ArtifactStore, flow: str, before: str | None = None) -> dict | None:
@@ -181,6 +204,7 @@ def list_runs(store: ArtifactStore) -> pd.DataFrame:
             continue
         run = Run(store, run_id)
         manifest, scores = run.manifest, run.metrics
+        selection = Selection(**manifest.get("selection", {}))
         best = scores.get("best_model")
         headline = scores["models"].get(best, {}) if best else {}
         rows.append(
@@ -189,8 +213,9 @@ def list_runs(store: ArtifactStore) -> pd.DataFrame:
                 "flow": manifest["flow"],
                 "tag": manifest["params"].get("tag"),
                 "best_model": best,
-                "val_macro_f1": headline.get("validation", {}).get("macro_f1"),
-                "test_accuracy": headline.get("test", {}).get("accuracy"),
+                "metric": selection.metric,
+                selection.split: headline.get(selection.split, {}).get(selection.metric),
+                "test": headline.get("test", {}).get(selection.metric),
                 "commit": (manifest["code"]["commit"] or "")[:8] + ("+" if manifest["code"]["dirty"] else ""),
             }
         )
@@ -200,10 +225,11 @@ def list_runs(store: ArtifactStore) -> pd.DataFrame:
 def compare_runs(store: ArtifactStore, first: str, second: str) -> dict:
     """Metrics side by side and every manifest field that differs."""
     a, b = Run.open(store, first), Run.open(store, second)
+    metric = Selection(**a.manifest.get("selection", {})).metric
     rows = {}
     for run in (a, b):
         for row in report.metrics_rows(run.metrics["models"]):
-            rows.setdefault((row["model"], row["split"]), {})[run.run_id] = row["macro_f1"]
+            rows.setdefault((row["model"], row["split"]), {})[run.run_id] = row.get(metric)
     metrics_table = [{"model": m, "split": s, **values} for (m, s), values in rows.items()]
     differences = _diff(a.manifest, b.manifest, ignore={"run_id", "created", "stages"})
     stage_keys = {
@@ -212,7 +238,7 @@ def compare_runs(store: ArtifactStore, first: str, second: str) -> dict:
         for t in b.manifest["stages"]
         if s["label"] == t["label"] and s["key"] != t["key"]
     }
-    return {"runs": [a.run_id, b.run_id], "macro_f1": metrics_table, "manifest_differences": differences, "stages_with_new_keys": stage_keys}
+    return {"runs": [a.run_id, b.run_id], metric: metrics_table, "manifest_differences": differences, "stages_with_new_keys": stage_keys}
 
 
 def _diff(a, b, ignore=frozenset(), prefix="") -> dict:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from prefect import task
 
-from mirflow import steps
+from mirflow import runs, steps
 from mirflow.featureset import FeatureSet
 from mirflow.store import ArtifactRef
 from tasks.common import STAGE_DEFAULTS
@@ -19,3 +21,30 @@ def evaluate_model(
     args = (features, split, scaler, model, spec, 256)
     ref = run_stage(ctx, "evaluate", steps.write_evaluation, {"spec": spec}, inputs, args, label=f"evaluate[{spec.model}]")
     return {"model": spec.model, "evaluation": ref, "trained": model}
+
+
+@task(cache_policy=STAGE_DEFAULTS["cache_policy"])
+def collect_classification_outputs(
+    ctx: RunContext,
+    evaluations: list[dict],
+    features: FeatureSet,
+    scaler: ArtifactRef,
+    specs: dict[str, steps.InputSpec],
+    inputs: dict,
+) -> runs.RunOutputs:
+    """Metrics, models, predictions and figures of every evaluated model, plus what
+    `mirflow predict` needs (preprocessing and input specs), for the run folder."""
+    if ctx.explain:
+        return runs.RunOutputs({})
+    store = ctx.store
+    outputs = runs.RunOutputs({}, failures=features.failures(), extra={"inputs": inputs})
+    for evaluation in evaluations:
+        model, evaluated = evaluation["model"], evaluation["evaluation"]
+        outputs.metrics_by_model[model] = store.read_json(evaluated, "metrics.json")
+        outputs.files[f"{model}_confusion.png"] = store.read_bytes(evaluated, "confusion.png")
+        outputs.files[f"models/{model}.pt"] = store.read_bytes(evaluation["trained"], steps.MODEL)
+        outputs.files[f"predictions/{model}.parquet"] = store.read_bytes(evaluated, "predictions.parquet")
+        outputs.figures[f"Confusion matrix ({model})"] = f"{model}_confusion.png"
+    outputs.files["preprocessing.json"] = store.read_bytes(scaler, steps.SCALER)
+    outputs.files["inputs.json"] = {"specs": {m: dataclasses.asdict(s) for m, s in specs.items()}, **inputs}
+    return outputs

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from mirflow import report, runs, steps
+from mirflow import report, runs
 from mirflow.cluster import DaskPool
-from mirflow.featureset import FeatureSet
-from mirflow.store import ArtifactRef, ArtifactStore
+from mirflow.store import ArtifactStore
 from tasks.runtime import RunContext
 
 
@@ -31,28 +28,16 @@ def start_run(flow: str, params: BaseModel, explain: bool = False) -> RunContext
 
 
 @task(cache_policy=NO_CACHE)
-def finish_run(
-    ctx: RunContext,
-    evaluations: list[dict],
-    features: FeatureSet,
-    scaler: ArtifactRef,
-    specs: dict[str, steps.InputSpec],
-    inputs: dict,
-) -> dict:
-    """Write the run folder (report, metrics, manifest, models) and Prefect artifacts;
-    with ``explain``, only say which stages would re-run and why."""
+def finish_run(ctx: RunContext, outputs: runs.RunOutputs, selection: runs.Selection = runs.Selection()) -> dict:
+    """Write the run folder (report, metrics, manifest, files) and the Prefect table and
+    markdown artifacts; with ``explain``, only say which stages would re-run and why."""
     logger = get_run_logger()
     ctx.progress.close()
     if ctx.explain:
         text = report.explain_plan(ctx.stages, runs.latest_manifest(ctx.store, ctx.flow, before=ctx.run_id))
         logger.info("what would re-run:\n%s", text)
         return {"explain": text, "stages": ctx.stages}
-    files = {
-        "preprocessing.json": ctx.store.read_bytes(scaler, steps.SCALER),
-        "inputs.json": {"specs": {m: dataclasses.asdict(s) for m, s in specs.items()}, **inputs},
-    }
-    extra = {"failures": features.failures(), "files": files, "inputs": inputs, "feature_shards": [r.key for r in features.shards]}
-    summary = runs.write_run(ctx.store, ctx.run_id, ctx.flow, ctx.params, ctx.stages, evaluations, extra)
+    summary = runs.write_run(ctx.store, ctx.run_id, ctx.flow, ctx.params, ctx.stages, outputs, selection)
     key = ctx.flow.replace("_", "-")
     create_table_artifact(summary["rows"], key=f"{key}-metrics", description=f"{ctx.flow} metrics, run {ctx.run_id}")
     create_markdown_artifact(summary["report_markdown"], key=f"{key}-report", description=f"{ctx.flow} report, run {ctx.run_id}")
