@@ -15,6 +15,8 @@ from typing import Any
 
 import dask
 
+from mirflow import progress
+
 log = logging.getLogger(__name__)
 
 # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 for workers. Setting it at all pins
@@ -44,6 +46,12 @@ class DaskPool:
             return self._client
 
     def _connect(self):
+        client = self._start_client()
+        # stage functions on workers report progress as scheduler events
+        client.subscribe_topic(progress.TOPIC, _forward_progress)
+        return client
+
+    def _start_client(self):
         from distributed import Client, LocalCluster
 
         if self.address:
@@ -77,6 +85,11 @@ class DaskPool:
             if self._cluster is not None:
                 self._cluster.close()
             self._client = self._cluster = None
+
+
+def _forward_progress(event: tuple) -> None:
+    _, message = event  # (scheduler time, message with the worker's address added)
+    progress.notify(message["task"], message["done"], message["total"])
 
 
 def _unique() -> str:

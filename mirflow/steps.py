@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from mirflow import metrics, scaling, splits, training
+from mirflow import metrics, progress, scaling, splits, training
 from mirflow.errors import LeakageError
 from mirflow.featureset import FeatureBatchSource, FeatureSet
 from mirflow.models import build_model, count_parameters
@@ -226,7 +226,11 @@ def write_trained_model(
         seed=seed,
         task="multiclass",
     )
-    result = training.train_model(model, train_source, val_source, train_config)
+    label = f"train[{spec.model}]"
+    result = training.train_model(
+        model, train_source, val_source, train_config,
+        on_epoch=lambda record: progress.report(label, record["epoch"], train_config.max_epochs),
+    )
     writer.write_bytes(MODEL, model_bytes(model, arch))
     writer.write_json("history.json", result.history)
     return {

@@ -19,6 +19,7 @@ from typing import Any
 from prefect import get_run_logger
 from pydantic import BaseModel
 
+from mirflow import progress
 from mirflow.cluster import DaskPool
 from mirflow.fingerprint import code_hash, stable_hash
 from mirflow.store import ArtifactRef, ArtifactStore, ArtifactWriter
@@ -51,6 +52,7 @@ class StageProgress:
     """Per-stage progress: a bar per long stage on a terminal, and a log line per step."""
 
     def __init__(self):
+        progress.add_listener(self.update)
         self.totals: dict[str, int] = {}
         self.done: dict[str, int] = {}
         self._bars = None
@@ -68,6 +70,21 @@ class StageProgress:
                     self._bars.start()
                 self._bar_ids[stage] = self._bars.add_task(stage, total=total)
 
+    def update(self, task: str, done: int, total: int) -> None:
+        """Progress inside one stage task (e.g. epochs of a training), from any process."""
+        with self._lock:
+            if not sys.stderr.isatty():
+                return
+            from rich.markup import escape
+            from rich.progress import Progress
+
+            if self._bars is None:
+                self._bars = Progress(transient=False)
+                self._bars.start()
+            if task not in self._bar_ids:
+                self._bar_ids[task] = self._bars.add_task(escape(task), total=total)  # "[cnn]" is not markup
+            self._bars.update(self._bar_ids[task], completed=done, total=total)
+
     def advance(self, stage: str) -> None:
         with self._lock:
             self.done[stage] = self.done.get(stage, 0) + 1
@@ -77,6 +94,7 @@ class StageProgress:
                 get_run_logger().info("%s: %d/%d done", stage, self.done[stage], self.totals[stage])
 
     def close(self) -> None:
+        progress.remove_listener(self.update)
         if self._bars is not None:
             self._bars.stop()
 
