@@ -39,4 +39,4 @@ def gtzan(params: GtzanParams = GtzanParams(), explain: bool = False) -> dict:
         outputs = collect_classification_outputs(ctx, [e.result() for e in evaluations], features, scaler, specs, inputs)
         return finish_run(ctx, outputs)
     finally:
-        ctx.pool.close()
+        ctx.close()

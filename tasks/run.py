@@ -32,7 +32,6 @@ def finish_run(ctx: RunContext, outputs: runs.RunOutputs, selection: runs.Select
     """Write the run folder (report, metrics, manifest, files) and the Prefect table and
     markdown artifacts; with ``explain``, only say which stages would re-run and why."""
     logger = get_run_logger()
-    ctx.progress.close()
     if ctx.explain:
         text = report.explain_plan(ctx.stages, runs.latest_manifest(ctx.store, ctx.flow, before=ctx.run_id))
         logger.info("what would re-run:\n%s", text)

@@ -44,6 +44,11 @@ class RunContext:
             self.stages.append(entry)
         self.progress.advance(entry["stage"])
 
+    def close(self) -> None:
+        """End of the run, failed or not: stop the Dask pool and the progress display."""
+        self.pool.close()
+        self.progress.close()
+
     def forced(self, stage: str) -> bool:
         return stage in getattr(self.params, "force", ())
 
