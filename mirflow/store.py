@@ -213,6 +213,8 @@ class ArtifactWriter:
 
     def write_parquet(self, name: str, table: pa.Table, row_group_size: int | None = None) -> None:
         buf = io.BytesIO()
-        # Fixed writer settings keep the bytes identical for identical input.
-        pq.write_table(table, buf, row_group_size=row_group_size, compression="zstd", write_statistics=True)
+        # Fixed writer settings keep the bytes identical for identical input. Snappy, not
+        # zstd: spectrogram floats barely compress, and training re-reads them every epoch
+        # (zstd decoded them ~6x slower for ~10 % less space).
+        pq.write_table(table, buf, row_group_size=row_group_size, compression="snappy", write_statistics=True)
         self.write_bytes(name, buf.getvalue())
