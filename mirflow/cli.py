@@ -17,7 +17,11 @@ from mirflow.errors import MirflowError
 
 # flow module, flow function, parameter model (in mirflow.params). Flows import
 # Prefect, so they are imported only when a flow runs: other commands start fast.
-FLOWS = {"gtzan": ("flows.gtzan", "gtzan", "GtzanParams")}
+FLOWS = {
+    "gtzan": ("flows.gtzan", "gtzan", "GtzanParams"),
+    "acousticbrainz_genre": ("flows.acousticbrainz_genre", "acousticbrainz_genre", "AcousticBrainzParams"),
+    "msd_hotness": ("flows.msd_hotness", "msd_hotness", "MsdHotnessParams"),
+}
 
 
 def _params_model(name: str) -> type[BaseModel]:
@@ -26,7 +30,8 @@ def _params_model(name: str) -> type[BaseModel]:
     return getattr(params, FLOWS[name][2])
 
 
-def _flow(name: str):
+def flow_function(name: str):
+    """The Prefect flow registered as ``name`` (imported on demand)."""
     import importlib
 
     module, function, _ = FLOWS[name]
@@ -94,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     gc = store_sub.add_parser("gc", help="Delete artifacts no run folder refers to.")
     _store_option(gc)
     gc.add_argument("--dry-run", action="store_true")
+    serve = commands.add_parser(
+        "serve", help="Serve every flow's deployments and schedules from this process (no work pool needed)."
+    )
+    serve.add_argument("--prefect-file", default=None, help="Deployments file (default: deployments/prefect.yaml).")
+    serve.add_argument("--limit", type=int, default=None, help="At most this many flow runs at once.")
     add_data_parser(commands)
     return parser
 
@@ -109,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     params = params_from_args(_params_model(args.pipeline), args)
-    result = _flow(args.pipeline)(params=params, explain=args.explain)
+    result = flow_function(args.pipeline)(params=params, explain=args.explain)
     if args.explain:
         print(result["explain"])
         return 0
@@ -176,7 +186,16 @@ def cmd_store(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "predict": cmd_predict, "runs": cmd_runs, "store": cmd_store, "data": cmd_data}
+def cmd_serve(args: argparse.Namespace) -> int:
+    from flows.serve import PREFECT_FILE, serve
+
+    serve(args.prefect_file or PREFECT_FILE, limit=args.limit)
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run, "predict": cmd_predict, "runs": cmd_runs, "store": cmd_store, "data": cmd_data, "serve": cmd_serve
+}
 
 if __name__ == "__main__":
     raise SystemExit(main())
