@@ -55,11 +55,13 @@ def machine_info() -> dict:
     }
 
 
-def _system_busy_seconds() -> float:
-    """CPU seconds all processes have used since boot (every non-idle field of /proc/stat)."""
+def _system_cpu_seconds() -> tuple[float, float]:
+    """(busy, steal) CPU seconds since boot from /proc/stat: busy = every non-idle field
+    but steal; steal = time the hypervisor ran something else on our virtual CPUs."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
 
 
 class _TreeCpu(threading.Thread):
@@ -93,14 +95,25 @@ class _TreeCpu(threading.Thread):
         return self._sample() - self._start
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident set since it started (its exec), from /proc.
+
+    Not ``ru_maxrss``: Linux carries that over fork + exec, so a subprocess or Dask
+    worker spawned by a 1 GB parent reports >= 1 GB whatever it does itself."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+
+
 def wait_for_quiet(max_wait_s: float) -> dict:
     """Wait (up to ``max_wait_s``) until other processes use < 0.25 core for a second:
     the machine is shared, and a figure taken beside someone's test run measures them."""
     started = time.perf_counter()
     while True:
-        before, tree = _system_busy_seconds(), _TreeCpu()
+        (before, _), tree = _system_cpu_seconds(), _TreeCpu()
         time.sleep(1.0)
-        busy = _system_busy_seconds() - before - tree.used()
+        busy = _system_cpu_seconds()[0] - before - tree.used()
         waited = time.perf_counter() - started
         if busy < 0.25 or waited >= max_wait_s:
             return {"waited_s": round(waited, 1), "others_cores_at_start": round(max(busy, 0.0), 2)}
@@ -108,30 +121,34 @@ def wait_for_quiet(max_wait_s: float) -> dict:
 
 
 # How long ``timed`` waits for a quiet machine; run_all lowers it for --quick.
-quiet_wait_s = 60.0
+quiet_wait_s = 20.0
 
 
 @contextmanager
 def timed(wait: bool = True) -> Iterator[dict]:
     """Wall seconds of the block, the CPU seconds of this process tree in it, and the CPU
-    that *other* processes used meanwhile (in cores; > ~0.2 means a contended figure),
-    plus the 1-minute load average before and after (which includes our own work)."""
+    that *other* processes used meanwhile and the hypervisor stole (in cores; > ~0.2
+    means a contended figure), plus the 1-minute load average before and after (which
+    includes our own work)."""
     record = wait_for_quiet(quiet_wait_s) if wait else {}
     record["load_before"] = load_average()
-    busy, tree = _system_busy_seconds(), _TreeCpu()
+    (busy, steal), tree = _system_cpu_seconds(), _TreeCpu()
     tree.start()
     start = time.perf_counter()
     yield record
     seconds = time.perf_counter() - start
     ours = tree.used()
+    busy_after, steal_after = _system_cpu_seconds()
     record["seconds"] = round(seconds, 3)
     record["cpu_seconds"] = round(ours, 2)
-    record["others_cores"] = round(max(_system_busy_seconds() - busy - ours, 0.0) / seconds, 2)
+    record["others_cores"] = round(max(busy_after - busy - ours, 0.0) / seconds, 2)
+    record["steal_cores"] = round((steal_after - steal) / seconds, 2)
     record["load_after"] = load_average()
 
 
 def load_note(record: dict) -> str:
-    return f"others {record['others_cores']:.2f} cores, load {record['load_before']:.2f}→{record['load_after']:.2f}"
+    return (f"other processes {record['others_cores']:.2f} cores, steal {record['steal_cores']:.2f}, "
+            f"load {record['load_before']:.2f}→{record['load_after']:.2f}")
 
 
 # -- generated data sets -----------------------------------------------------------------
@@ -252,7 +269,7 @@ def run_flow(data_dir: Path, store: Path, **overrides) -> dict:
     with timed() as record:
         result = gtzan(params=params)
     manifest = Run.open(str(store), result["run_id"]).manifest
-    test = [row for row in result["rows"] if row["split"] == "test"]
+    test = [row for row in result.get("rows", []) if row.get("split") == "test"]
     return {
         **record,
         "run_id": result["run_id"],
@@ -261,7 +278,7 @@ def run_flow(data_dir: Path, store: Path, **overrides) -> dict:
             {key: stage.get(key) for key in ("label", "status", "seconds", "peak_rss_bytes")}
             for stage in manifest["stages"]
         ],
-        "test_accuracy": test[0]["accuracy"] if test else None,
+        "test_accuracy": test[0].get("accuracy") if test else None,
     }
 
 
@@ -305,7 +322,8 @@ def render(result: dict) -> str:
         verdict = {True: "met", False: "**missed**", None: "n/a"}[target["met"]]
         parts.append(f"- Target {target['what']}: {target['value']} ({verdict})")
     parts += [f"- {note}" for note in result.get("notes", [])]
-    parts += ["", f"_Benchmark wall time {result['seconds']:.0f} s, {load_note(result)}._", ""]
+    parts += ["", f"_{'Quick run' if result['quick'] else 'Full run'} finished {result['finished']}; "
+                  f"benchmark wall time {result['seconds']:.0f} s; over the whole benchmark: {load_note(result)}._", ""]
     return "\n".join(parts)
 
 

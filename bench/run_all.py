@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench import common
 
     if args.quick:
-        common.quiet_wait_s = 10.0
+        common.quiet_wait_s = 5.0
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     machine = common.machine_info()
     print(f"mirflow benchmarks ({'quick' if args.quick else 'full'}), load {common.load_average()}", flush=True)
@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.only:
             print(f"- {name} …", flush=True)
             module = importlib.import_module(f"bench.{name}")
-            with common.timed() as record:
+            with common.timed(wait=False) as record:
                 result = module.run(args.quick)
-            result.update(record, quick=args.quick, machine=machine)
+            result.update(record, quick=args.quick, machine=machine, finished=time.strftime("%Y-%m-%d %H:%M:%S"))
             path = common.write_result(result)
             sections.append(path.read_text())
             print(path.read_text(), flush=True)

@@ -10,10 +10,9 @@ worker's memory is bounded by ``READ_BATCH`` files, not by the shard or the data
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,14 +26,15 @@ from mirflow.datasets import acousticbrainz as ab
 from mirflow.errors import ConfigError
 from mirflow.featureset import FAILURES, TABLE, FeatureSet
 from mirflow.fingerprint import file_fingerprint
-from mirflow.store import ArtifactRef, ArtifactStore, ArtifactWriter
+from mirflow.store import ArtifactWriter
 
 ID_COLUMNS = ("row_id", "recordingmbid", "official_split")
 FEATURES = list(ab.LAYOUT)
-READ_BATCH = 500  # files parsed, converted and written at a time
+READ_BATCH = 1000  # files parsed, converted and written at a time (one Parquet row group)
 COLUMN_STATS = "column_stats.json"
-PREPROCESSING = "preprocessing.json"
-SCALE_BLOCK = 64  # feature columns read at a time when fitting: memory = rows x 64 floats
+# Fitting reads a block of columns for all rows at a time: as many columns as fit in
+# SCALE_BUDGET bytes of float64 (every column at once for small data), at least 16.
+SCALE_BUDGET = 512 * 2**20  # about 4x this at peak (copies while filling and fitting)
 DEMO_MARKER = "mirflow-demo.json"
 
 
@@ -91,28 +91,29 @@ def write_ab_shard(writer: ArtifactWriter, files: Sequence[dict]) -> dict:
 
     def arrow_batches() -> Iterator[pa.Table]:
         for batch, (table, failed) in zip(batches, tables):  # iter_tables cuts the same consecutive batches
-            failed_paths = {f.path for f in failed}
-            failures.extend({"path": f["rel_path"], "reason": r.reason} for f in batch for r in failed if r.path == f["path"])
-            kept = [f for f in batch if f["path"] not in failed_paths]
-            values = table[FEATURES].to_numpy(np.float32)
+            reasons = {failure.path: failure.reason for failure in failed}
+            failures.extend({"path": f["rel_path"], "reason": reasons[f["path"]]} for f in batch if f["path"] in reasons)
+            kept = [f for f in batch if f["path"] not in reasons]
+            values = np.asfortranarray(table[FEATURES].to_numpy(np.float32))  # contiguous columns for Arrow
             stats.add(values)
             identity = [[f["rel_path"] for f in kept], table["recordingmbid"].tolist(), [f["official_split"] for f in kept]]
             yield pa.Table.from_arrays([pa.array(v, pa.string()) for v in identity] + list(values.T), schema=shard_schema())
 
-    writer.write_bytes(TABLE, parquet_bytes(shard_schema(), arrow_batches()))
+    write_parquet_stream(writer, TABLE, shard_schema(), arrow_batches())
     writer.write_json(FAILURES, failures)
     writer.write_json(COLUMN_STATS, stats.to_dict())
     return {"rows": stats.rows, "failures": len(failures)}
 
 
-def parquet_bytes(schema: pa.Schema, tables: Iterator[pa.Table]) -> bytes:
-    """Parquet file of ``tables`` written one by one (one row group each), with fixed
-    writer settings so the same input gives the same bytes."""
-    sink = io.BytesIO()
-    with pq.ParquetWriter(sink, schema, compression="zstd", write_statistics=True) as out:
+def write_parquet_stream(writer: ArtifactWriter, name: str, schema: pa.Schema, tables: Iterable[pa.Table]) -> None:
+    """``tables`` into one Parquet file of the artifact, one row group each, streamed to the
+    store (never whole in memory), with fixed writer settings so the same input gives the
+    same bytes. Snappy, no dictionaries, no statistics: training re-reads the 2,676 float
+    columns every epoch, and each of those costs time per column (together about half)."""
+    settings = {"compression": "snappy", "use_dictionary": False, "write_statistics": False}
+    with writer.open(name) as sink, pq.ParquetWriter(sink, schema, **settings) as out:
         for table in tables:
             out.write_table(table)
-    return sink.getvalue()
 
 
 class _ColumnStats:
@@ -132,7 +133,8 @@ class _ColumnStats:
         self.high = np.fmax(self.high, np.where(present, values, -np.inf).max(axis=0, initial=-np.inf))
 
     def to_dict(self) -> dict:
-        return {"rows": self.rows, "count": self.count.tolist(), "min": _finite_or_none(self.low), "max": _finite_or_none(self.high)}
+        low, high = _finite_or_none(self.low), _finite_or_none(self.high)
+        return {"rows": self.rows, "count": self.count.tolist(), "min": low, "max": high}
 
 
 def _finite_or_none(values: np.ndarray) -> list[float | None]:
@@ -156,11 +158,25 @@ def layout_report(features: FeatureSet) -> dict:
     return {
         "rows": rows,
         "width": len(FEATURES),
-        "source": "mirflow.datasets.acousticbrainz.LAYOUT (column = dot-joined JSON path; key=level one-hot)",
+        "source": "mirflow.datasets.acousticbrainz.LAYOUT",
+        "naming": "dot-joined JSON path; list elements .00, .01 …; key and scale estimates one-hot as path=level",
         "constant_columns": [c["column"] for c in columns if c["constant"]],
         "columns_with_missing": {c["column"]: c["missing"] for c in columns if c["missing"]},
         "columns": columns,
     }
+
+
+def layout_note(layout: dict, file_name: str) -> str:
+    """One report paragraph on the layout: width, where it is listed, constant and missing columns."""
+    constant, missing = layout["constant_columns"], layout["columns_with_missing"]
+    shown = ", ".join(f"`{c}`" for c in constant[:20]) + (" …" if len(constant) > 20 else "")
+    return (
+        f"Features: {layout['width']} columns in the fixed order of `{layout['source']}`, each named by its "
+        f"{layout['naming']}; listed with missing counts in [{file_name}]({file_name}). "
+        f"Constant columns: {len(constant)}{': ' + shown if constant else ''}. "
+        f"Columns with missing values: {len(missing)} (left missing by the ETL, filled with the training split's "
+        "mean after the split)."
+    )
 
 
 # -- preprocessing fitted on the training rows only -------------------------------------
@@ -186,7 +202,9 @@ class Preprocessing:
         return cls(np.asarray(data["fill"], dtype=np.float64), scaling.FittedScaler.from_dict(data["scaler"]))
 
 
-def column_blocks(width: int = SCALE_BLOCK) -> Iterator[list[str]]:
+def column_blocks(rows: int) -> Iterator[list[str]]:
+    """The feature columns in blocks of ``SCALE_BUDGET`` bytes of float64 over ``rows`` rows."""
+    width = max(16, SCALE_BUDGET // (8 * max(rows, 1)))
     for start in range(0, len(FEATURES), width):
         yield FEATURES[start : start + width]
 
@@ -202,11 +220,11 @@ def fit_block(block: pd.DataFrame, split: pd.Series) -> tuple[np.ndarray, scalin
     return means, scaling.fit_scaler_on_train(filled, split, columns=list(block.columns))
 
 
-def write_preprocessing(writer: ArtifactWriter, features: FeatureSet, split: pd.Series) -> dict:
-    """The scale stage: fill values and z-scaler, fitted column block by column block on
-    the rows whose ``split`` is train (``split``: row id -> split, every row to be used)."""
+def fit_preprocessing(features: FeatureSet, split: pd.Series) -> Preprocessing:
+    """Fill values and z-scaler, fitted column block by column block on the rows whose
+    ``split`` (row id -> split, every row to be used) is train."""
     fills, fitted = [], []
-    for columns in column_blocks():
+    for columns in column_blocks(len(split)):
         means, scaler = fit_block(read_block(features, split.index, columns), split)
         fills.append(means)
         fitted.append(scaler)
@@ -214,12 +232,7 @@ def write_preprocessing(writer: ArtifactWriter, features: FeatureSet, split: pd.
         "standard", np.concatenate([s.center for s in fitted]), np.concatenate([s.scale for s in fitted]),
         tuple(FEATURES), fitted[0].n_rows, fitted[0].rows_sha256,
     )
-    writer.write_json(PREPROCESSING, Preprocessing(np.concatenate(fills), scaler).to_dict())
-    return {"fitted_rows": scaler.n_rows, "rows": len(split)}
-
-
-def read_preprocessing(store: ArtifactStore, ref: ArtifactRef) -> Preprocessing:
-    return Preprocessing.from_dict(store.read_json(ref, PREPROCESSING))
+    return Preprocessing(np.concatenate(fills), scaler)
 
 
 def audit_preprocessing(features: FeatureSet, split: pd.Series, groups: pd.Series, prep: Preprocessing) -> list[str]:
@@ -228,14 +241,13 @@ def audit_preprocessing(features: FeatureSet, split: pd.Series, groups: pd.Serie
     overlap = splits.audit_group_overlap(split, groups)
     problems = [f"{len(overlap)} release groups appear in more than one split, e.g. {overlap[:5]}"] if overlap else []
     start = 0
-    for columns in column_blocks():
+    for columns in column_blocks(len(split)):
         block = read_block(features, split.index, columns)
         stop = start + len(columns)
-        means, _ = scaling.fill_missing_with_train_mean(block, split)
+        filled, means = scaling.fill_missing_with_train_mean(block, split)
         wrong = [c for c, saved, actual in zip(columns, prep.fill[start:stop], means) if not np.isclose(saved, actual, rtol=1e-5)]
         if wrong:
             problems.append(f"fill values of {len(wrong)} columns (e.g. {wrong[0]}) are not the training rows' means")
-        filled, _ = scaling.fill_missing_with_train_mean(block, split)
         scaler = prep.scaler
         part = scaling.FittedScaler(scaler.kind, scaler.center[start:stop], scaler.scale[start:stop],
                                     scaler.columns[start:stop], scaler.n_rows, scaler.rows_sha256)

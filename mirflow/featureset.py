@@ -86,10 +86,14 @@ class FeatureBatchSource:
         batch_size: int,
         shuffle: bool = False,
         seed: int = 0,
+        read_rows: int | None = None,
     ):
         self.features, self.columns, self.to_xy = features, list(columns), to_xy
         self.row_ids = set(row_ids)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        # Rows read from the store at a time (default: one batch, or the shuffle window).
+        # Reading a Parquet batch costs time per column, so wide tables read many rows at once.
+        self.read_rows = read_rows
         self._epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -101,12 +105,13 @@ class FeatureBatchSource:
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         if not self.shuffle:
-            for frame in self.features.iter_batches(self.columns, self.row_ids, self.batch_size):
-                yield self.to_xy(frame)
+            for frame in self.features.iter_batches(self.columns, self.row_ids, self.read_rows or self.batch_size):
+                for start in range(0, len(frame), self.batch_size):
+                    yield self.to_xy(frame.iloc[start : start + self.batch_size])
             return
         rng = np.random.default_rng((self.seed, self._epoch))
         order = rng.permutation(len(self.features.shards))
-        window = self.batch_size * self.SHUFFLE_WINDOW
+        window = self.read_rows or self.batch_size * self.SHUFFLE_WINDOW
         for frame in self.features.iter_batches(self.columns, self.row_ids, window, order):
             frame = frame.iloc[rng.permutation(len(frame))]
             for start in range(0, len(frame), self.batch_size):

@@ -101,3 +101,69 @@ def segment_seconds(value: str | None) -> float | None:
     if not match or float(match.group(1)) <= 0:
         return None
     return float(match.group(1))
+
+
+class AcousticBrainzParams(RunParams):
+    """AcousticBrainz genre across four taxonomies: subtask-1 networks and leakage-free stacking (report 003)."""
+
+    force: list[Literal["extract", "targets", "split", "scale", "train", "stack", "evaluate"]] = Field(
+        default_factory=list, description="Stages to re-run even when their artifacts are cached."
+    )
+    shard_size: int = Field(2000, ge=1, le=1_000_000, description="Low-level JSON files per ETL shard (one Dask task each).")
+    demo_recordings: int = Field(1200, ge=20, le=1_000_000, description="Recordings in the generated demo data set.")
+    validation_fraction: float = Field(
+        0.2, gt=0.0, lt=0.5, description="Share of the official training recordings held out for validation (whole release groups)."
+    )
+    test_fraction: float = Field(
+        0.2, ge=0.0, lt=0.5, description="Share held out as test, only when the data has no official validation set (else that set is the test split)."
+    )
+    folds: int = Field(5, ge=2, le=20, description="Cross-fitting folds: subtask-1 networks fitted without each fold give the stacking inputs.")
+    stacking: Literal["crossfit", "insample"] = Field(
+        "crossfit", description="Stacking inputs: out-of-fold activations (crossfit) or the report's leaky in-sample activations (insample)."
+    )
+    hidden: int = Field(256, ge=1, le=8192, description="Hidden units of every network (report 003: 256).")
+    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="Dropout after the hidden layer (report 003: 0.5).")
+    lr: float = Field(1e-3, gt=0, le=1.0, description="Learning rate (Adam).")
+    weight_decay: float = Field(0.0, ge=0, description="L2 weight decay.")
+    batch_size: int = Field(64, ge=1, le=65536, description="Training batch size.")
+    max_epochs: int = Field(30, ge=1, le=10_000, description="Most epochs per network (early stopping on validation loss).")
+    patience: int = Field(5, ge=1, description="Early stopping: epochs without validation-loss improvement.")
+
+    @field_validator("test_fraction")
+    @classmethod
+    def _leaves_training_rows(cls, value: float, info) -> float:
+        if value + info.data.get("validation_fraction", 0.0) >= 0.9:
+            raise ValueError("validation_fraction + test_fraction must leave at least 10% for training")
+        return value
+
+
+class MsdHotnessParams(RunParams, SplitParams):
+    """Song-hotness regression on Million Song Dataset files: Lasso/ElasticNet on one-hot or hashed features (report 000)."""
+
+    force: list[Literal["etl", "clean", "split", "features", "train", "evaluate"]] = Field(
+        default_factory=list, description="Stages to re-run even when their artifacts are cached."
+    )
+    shard_size: int = Field(1000, ge=1, le=1_000_000, description="Song files per ETL shard (one Dask task and one Parquet file each).")
+    timbre: bool = Field(False, description="Also extract each song's timbre mean/variance (24 columns) and use them as numeric features.")
+    demo_songs: int = Field(600, ge=30, le=1_000_000, description="Songs in the generated demo data set.")
+    variants: list[Literal["onehot", "hashed"]] = Field(
+        ["onehot", "hashed"], min_length=1, description="Feature variants: one-hot + bag-of-words, and/or (artist, title, terms) hashed into buckets."
+    )
+    models: list[Literal["lasso", "elasticnet"]] = Field(
+        ["lasso", "elasticnet"], min_length=1, description="Sparse linear models, each fitted for every alpha (plus a constant baseline)."
+    )
+    alphas: list[float] = Field(
+        [1e-4, 1e-3, 1e-2], min_length=1, description="Regularisation strengths (sklearn alpha, the report's lambda); each > 0."
+    )
+    l1_ratio: float = Field(0.5, gt=0.0, le=1.0, description="ElasticNet's share of L1 in the penalty (report: 0.5).")
+    hash_buckets: int = Field(100, ge=2, le=1 << 20, description="Buckets of the hashed variant (report: 100).")
+    min_df: int = Field(2, ge=1, le=1_000_000, description="Title words and artist terms become columns when in at least this many training songs.")
+    max_iter: int = Field(5000, ge=10, le=1_000_000, description="Most coordinate-descent passes per fit.")
+    tol: float = Field(1e-4, gt=0.0, le=1.0, description="Coordinate-descent tolerance.")
+
+    @field_validator("alphas")
+    @classmethod
+    def _alphas_positive(cls, value: list[float]) -> list[float]:
+        if any(not a > 0 for a in value):
+            raise ValueError(f"alphas {value} must all be > 0")
+        return value

@@ -189,10 +189,12 @@ class Run:
         return self.store.read_run_file(self.run_id, name)
 
     def features(self, columns: list[str] | None = None) -> pd.DataFrame:
-        """The run's feature table, read back from its extraction artifacts."""
+        """The run's feature table, read back from its first (data-reading) stage's shards."""
         from mirflow.featureset import FeatureSet
 
-        shards = [ArtifactRef("extract", s["key"]) for s in self.manifest["stages"] if s["stage"] == "extract"]
+        stages = self.manifest["stages"]
+        first = stages[0]["stage"]  # the data-reading stage: extract, etl, …
+        shards = [ArtifactRef(first, s["key"]) for s in stages if s["stage"] == first]
         features = FeatureSet(self.store, tuple(shards))
         return features.read(columns or [f.name for f in features.schema() if f.name != "logmel"])
 

@@ -208,6 +208,14 @@ class ArtifactWriter:
             f.write(data)
         self.sizes[name] = len(data)
 
+    @contextmanager
+    def open(self, name: str) -> Iterator[Any]:
+        """A file of the artifact to write as a stream, for outputs too large to hold in memory."""
+        path = f"{self.directory}/{name}"
+        with self.fs.open(path, "wb") as f:
+            yield f
+        self.sizes[name] = self.fs.size(path)
+
     def write_json(self, name: str, obj: Any) -> None:
         self.write_bytes(name, _json_bytes(obj))
 

@@ -19,12 +19,12 @@ from tasks.runtime import RunContext, run_stage
 def split_rows(ctx: RunContext, features: FeatureSet) -> ArtifactRef:
     params = {**subset(ctx.params, SplitParams), "seed": ctx.params.seed}
     split_file = ctx.params.split_file
-    inputs = {"shards": [r.key for r in features.shards], "split_file": split_file and _file_digest(split_file)}
+    inputs = {"shards": [r.key for r in features.shards], "split_file": split_file and split_file_digest(split_file)}
     args = (features, params["fractions"], params["seed"], split_file, params["k_folds"])
     return run_stage(ctx, "split", steps.write_split, params, inputs, args)
 
 
-def _file_digest(path: str) -> str:
+def split_file_digest(path: str) -> str:
     """A predefined split's content, so editing the split file re-runs the split."""
     target = Path(path)
     files = sorted(target.rglob("*")) if target.is_dir() else [target]

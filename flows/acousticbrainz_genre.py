@@ -1,0 +1,60 @@
+"""AcousticBrainz genre across four taxonomies (report 003), leakage-free stacking.
+
+discover JSON + ground truth → plan shards → ETL to Parquet (per shard, Dask) →
+collect/quarantine → targets → one release-group split for all sources (+ folds) →
+fill + z-scaler on train → leakage audit → subtask-1 networks per source and fold
+(Dask) → stacked networks on out-of-fold activations (Dask) → evaluate → report
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows.common import flow_options
+from mirflow import runs, stacking
+from mirflow.params import AcousticBrainzParams
+from tasks.acousticbrainz import (
+    audit_leakage,
+    build_targets,
+    collect_genre_outputs,
+    discover_feature_files,
+    discover_groundtruth,
+    etl_shard,
+    evaluate_source,
+    fit_preprocessing,
+    locate_data,
+    plan_etl_shards,
+    split_recordings,
+    train_stacker,
+    train_subtask1,
+)
+from tasks.extract import collect_shards
+from tasks.run import finish_run, start_run
+
+
+@flow(name="acousticbrainz_genre", **flow_options())
+def acousticbrainz_genre(params: AcousticBrainzParams = AcousticBrainzParams(), explain: bool = False) -> dict:
+    """Subtask 1 and stacked subtask 2 on AcousticBrainz low-level features; `explain` only reports what would re-run."""
+    ctx = start_run("acousticbrainz_genre", params, explain)
+    try:
+        data_dir = locate_data(ctx)
+        files = discover_feature_files(ctx, data_dir)
+        groundtruth = discover_groundtruth(ctx, data_dir)
+        shards = plan_etl_shards(ctx, files)
+        extracted = [etl_shard.submit(ctx, shard) for shard in shards]
+        features = collect_shards(ctx, [e.result() for e in extracted], len(files))
+        targets = build_targets(ctx, groundtruth)
+        split = split_recordings(ctx, features, targets)
+        prep = fit_preprocessing(ctx, features, split)
+        audit_leakage(ctx, features, split, prep)
+        sources = sorted(groundtruth)
+        folds = [stacking.FULL, *map(str, range(params.folds))]
+        trained = {(s, f): train_subtask1.submit(ctx, features, split, targets, prep, s, f) for s in sources for f in folds}
+        members = {s: {f: trained[s, f].result() for f in folds} for s in sources}
+        stacked = {s: train_stacker.submit(ctx, split, targets, members, s) for s in sources}
+        stacked_refs = {s: future.result() for s, future in stacked.items()}
+        evaluated = {s: evaluate_source.submit(ctx, split, targets, members[s], stacked_refs[s], s) for s in sources}
+        outputs = collect_genre_outputs(ctx, features, {s: e.result() for s, e in evaluated.items()}, members, stacked_refs)
+        return finish_run(ctx, outputs, runs.Selection("validation", "roc_auc_macro", True))
+    finally:
+        ctx.close()

@@ -1,0 +1,55 @@
+"""Million Song Dataset song hotness (report 000, project A): sparse linear regression.
+
+discover → plan shards → ETL (per shard, Dask) → collect/quarantine → clean (per shard,
+Dask) → split by artist → design matrices per variant (Dask) → leakage audit → fit
+(per variant, model and alpha, Dask) → evaluate → report
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from mirflow.params import MsdHotnessParams
+from mirflow.regression import model_grid
+from mirflow.runs import Selection
+from tasks.extract import collect_shards
+from tasks.msd import (
+    audit_design_leakage,
+    build_design,
+    clean_song_shard,
+    collect_clean_songs,
+    collect_regression_outputs,
+    discover_msd_songs,
+    etl_song_shard,
+    evaluate_regressors,
+    fit_regressor,
+    plan_song_shards,
+    split_songs,
+)
+from tasks.run import finish_run, start_run
+from flows.common import flow_options
+
+
+@flow(name="msd_hotness", **flow_options())
+def msd_hotness(params: MsdHotnessParams = MsdHotnessParams(), explain: bool = False) -> dict:
+    """Song-hotness regression on MSD song files; `explain` only reports what would re-run."""
+    ctx = start_run("msd_hotness", params, explain)
+    try:
+        data_dir, songs = discover_msd_songs(ctx)
+        shards = plan_song_shards(ctx, songs)
+        extracted = [etl_song_shard.submit(ctx, data_dir, shard) for shard in shards]
+        raw = collect_shards(ctx, [e.result() for e in extracted], len(songs))
+        cleaned = [clean_song_shard.submit(ctx, ref, index) for index, ref in enumerate(raw.shards)]
+        clean = collect_clean_songs(ctx, [c.result() for c in cleaned])
+        split = split_songs(ctx, clean)
+        building = {variant: build_design.submit(ctx, clean, split, variant) for variant in params.variants}
+        designs = {variant: future.result() for variant, future in building.items()}
+        for design in designs.values():
+            audit_design_leakage(ctx, design, split)
+        grid = model_grid(params.variants, params.models, params.alphas)
+        fitting = [fit_regressor.submit(ctx, designs[spec.variant], spec) for spec in grid]
+        evaluation = evaluate_regressors(ctx, designs, [(spec, f.result()) for spec, f in zip(grid, fitting)])
+        outputs = collect_regression_outputs(ctx, evaluation, raw, clean, len(songs))
+        return finish_run(ctx, outputs, Selection(split="validation", metric="rmse", higher_is_better=False))
+    finally:
+        ctx.close()

@@ -1,0 +1,160 @@
+"""Tasks of the AcousticBrainz genre flow (report 003): data, ETL, targets, split, scale,
+subtask-1 networks, stacking, evaluation and the run folder's contents."""
+
+from __future__ import annotations
+
+import pandas as pd
+from prefect import get_run_logger, task
+
+from mirflow import ab_etl, runs, stacking
+from mirflow.datasets import acousticbrainz as ab
+from mirflow.datasets.base import data_root
+from mirflow.extraction import Shard, plan_shards
+from mirflow.featureset import FeatureSet
+from mirflow.fingerprint import stable_hash
+from mirflow.store import ArtifactRef
+from tasks.common import STAGE_DEFAULTS
+from tasks.runtime import RunContext, run_stage
+
+_NO_CACHE = {"cache_policy": STAGE_DEFAULTS["cache_policy"]}
+
+
+def _training_config(ctx: RunContext) -> dict:
+    names = ("hidden", "dropout", "lr", "weight_decay", "batch_size", "max_epochs", "patience", "seed")
+    return {name: getattr(ctx.params, name) for name in names}
+
+
+@task(**STAGE_DEFAULTS)
+def locate_data(ctx: RunContext) -> str:
+    """The data folder, or the generated demo set when none is given."""
+    params = ctx.params
+    if params.data_dir is not None:
+        return params.data_dir
+    folder = data_root() / f"acousticbrainz-demo-seed{params.seed}-n{params.demo_recordings}"
+    get_run_logger().info("no data_dir given: using the generated demo data set in %s", folder)
+    return str(ab_etl.demo_data(folder, params.demo_recordings, params.seed))
+
+
+@task(**STAGE_DEFAULTS)
+def discover_feature_files(ctx: RunContext, data_dir: str) -> pd.DataFrame:
+    files = ab_etl.feature_files(data_dir, ctx.params.fingerprint)
+    counts = files["official_split"].value_counts().to_dict()
+    get_run_logger().info("found %d low-level JSON files (%s)", len(files), counts)
+    return files
+
+
+@task(**STAGE_DEFAULTS)
+def discover_groundtruth(ctx: RunContext, data_dir: str) -> dict[str, dict[str, dict]]:
+    found = ab_etl.groundtruth_inputs(data_dir, ctx.params.fingerprint)
+    get_run_logger().info("ground truth for %s", ", ".join(f"{s} ({'/'.join(v)})" for s, v in found.items()))
+    return found
+
+
+@task(**_NO_CACHE)
+def plan_etl_shards(ctx: RunContext, files: pd.DataFrame) -> list[Shard]:
+    shards = plan_shards(files, ctx.params.shard_size)
+    ctx.progress.expect("extract", len(shards))
+    get_run_logger().info("%d files in %d ETL shards", len(files), len(shards))
+    return shards
+
+
+@task(**STAGE_DEFAULTS, task_run_name="etl-shard-{shard.index}")
+def etl_shard(ctx: RunContext, shard: Shard) -> ArtifactRef:
+    # Keyed by the members' names and fingerprints, and by the layout (a constant, not code).
+    inputs = sorted((f["rel_path"], f["fingerprint"], f["official_split"]) for f in shard.clips)
+    params = {"layout_sha256": stable_hash(ab.LAYOUT), "read_batch": ab_etl.READ_BATCH}
+    return run_stage(ctx, "extract", ab_etl.write_ab_shard, params, inputs, (list(shard.clips),),
+                     on_dask=True, label=f"extract[{shard.index}]")
+
+
+@task(**STAGE_DEFAULTS)
+def build_targets(ctx: RunContext, groundtruth: dict[str, dict[str, dict]]) -> ArtifactRef:
+    inputs = {s: {split: [f["rel_path"], f["fingerprint"]] for split, f in v.items()} for s, v in groundtruth.items()}
+    paths = {s: {split: f["path"] for split, f in v.items()} for s, v in groundtruth.items()}
+    return run_stage(ctx, "targets", stacking.write_targets, {}, inputs, (paths,))
+
+
+@task(**STAGE_DEFAULTS)
+def split_recordings(ctx: RunContext, features: FeatureSet, targets: ArtifactRef) -> ArtifactRef:
+    p = ctx.params
+    params = {"validation_fraction": p.validation_fraction, "test_fraction": p.test_fraction, "folds": p.folds, "seed": p.seed}
+    inputs = {"shards": [r.key for r in features.shards], "targets": targets.key}
+    args = (features, targets, p.validation_fraction, p.test_fraction, p.folds, p.seed)
+    return run_stage(ctx, "split", stacking.write_recording_split, params, inputs, args)
+
+
+@task(**STAGE_DEFAULTS)
+def fit_preprocessing(ctx: RunContext, features: FeatureSet, split: ArtifactRef) -> ArtifactRef:
+    params = {"fill": "training mean", "scaler": "standard", "layout_sha256": stable_hash(ab.LAYOUT)}
+    inputs = {"shards": [r.key for r in features.shards], "split": split.key}
+    return run_stage(ctx, "scale", stacking.write_preprocessing, params, inputs, (features, split))
+
+
+@task(**_NO_CACHE)
+def audit_leakage(ctx: RunContext, features: FeatureSet, split: ArtifactRef, prep: ArtifactRef) -> dict:
+    """Never cached: re-reads the saved split, fill values and scaler on every run."""
+    if ctx.explain:
+        return {}
+    return stacking.audit_leakage(features, split, prep)
+
+
+@task(**STAGE_DEFAULTS, task_run_name="train-{source}-{fold}")
+def train_subtask1(
+    ctx: RunContext, features: FeatureSet, split: ArtifactRef, targets: ArtifactRef, prep: ArtifactRef, source: str, fold: str
+) -> ArtifactRef:
+    config = _training_config(ctx)
+    inputs = {"shards": [r.key for r in features.shards], "split": split.key, "targets": targets.key, "scale": prep.key}
+    args = (features, split, targets, prep, source, fold, config)
+    return run_stage(ctx, "train", stacking.write_subtask1_model, {**config, "source": source, "fold": fold}, inputs, args,
+                     on_dask=True, label=f"train[{source}/{fold}]")
+
+
+@task(**STAGE_DEFAULTS, task_run_name="stack-{source}")
+def train_stacker(
+    ctx: RunContext, split: ArtifactRef, targets: ArtifactRef, members: dict[str, dict[str, ArtifactRef]], source: str
+) -> ArtifactRef:
+    config = _training_config(ctx)
+    mode = ctx.params.stacking
+    keys = {s: {f: ref.key for f, ref in by_fold.items()} for s, by_fold in members.items()}
+    inputs = {"split": split.key, "targets": targets.key, "members": keys}
+    args = (ctx.store, split, targets, source, members, mode, config)
+    return run_stage(ctx, "stack", stacking.write_stacked_model, {**config, "source": source, "mode": mode}, inputs, args,
+                     on_dask=True, label=f"stack[{source}]")
+
+
+@task(**STAGE_DEFAULTS, task_run_name="evaluate-{source}")
+def evaluate_source(
+    ctx: RunContext, split: ArtifactRef, targets: ArtifactRef, subtask1: dict[str, ArtifactRef], stacked: ArtifactRef, source: str
+) -> ArtifactRef:
+    keys = {f: ref.key for f, ref in subtask1.items()}
+    inputs = {"split": split.key, "targets": targets.key, "subtask1": keys, "stack": stacked.key}
+    args = (ctx.store, split, targets, source, subtask1, stacked, ctx.params.seed)
+    return run_stage(ctx, "evaluate", stacking.write_source_evaluation, {"source": source, "seed": ctx.params.seed}, inputs, args,
+                     label=f"evaluate[{source}]")
+
+
+@task(**_NO_CACHE)
+def collect_genre_outputs(
+    ctx: RunContext,
+    features: FeatureSet,
+    evaluations: dict[str, ArtifactRef],
+    members: dict[str, dict[str, ArtifactRef]],
+    stacked: dict[str, ArtifactRef],
+) -> runs.RunOutputs:
+    """Metrics of every system and source, the report's tables, the feature layout (with
+    constant and missing columns) and the full subtask-1 and stacked networks."""
+    if ctx.explain:
+        return runs.RunOutputs({})
+    store = ctx.store
+    evaluated = {source: store.read_json(ref, stacking.METRICS) for source, ref in evaluations.items()}
+    layout = ab_etl.layout_report(features)
+    outputs = runs.RunOutputs({}, failures=features.failures())
+    for source, evaluation in evaluated.items():
+        outputs.metrics_by_model.update(stacking.run_metrics(evaluation))
+        outputs.files[f"models/subtask1-{source}.pt"] = store.read_bytes(members[source][stacking.FULL], stacking.MODEL)
+        outputs.files[f"models/subtask2-{source}.pt"] = store.read_bytes(stacked[source], stacking.MODEL)
+    outputs.files["layout.json"] = layout
+    outputs.notes = [ab_etl.layout_note(layout, "layout.json"), *stacking.report_tables(evaluated, ctx.params.stacking)]
+    outputs.extra = {"layout": {k: layout[k] for k in ("rows", "width", "constant_columns", "columns_with_missing")},
+                     "stacking": ctx.params.stacking}
+    return outputs
