@@ -23,6 +23,7 @@ from mirflow.featureset import FAILURES, TABLE
 from mirflow.steps import InputSpec
 from mirflow.store import ArtifactWriter
 
+SHARD_ROW_GROUP = 32
 ID_COLUMNS = ("row_id", "clip_id", "rel_path", "label", "group", "segment")
 TENSOR_COLUMN = "logmel"
 
@@ -115,7 +116,9 @@ def extract_shard(
 def write_feature_shard(writer: ArtifactWriter, clips: Sequence[dict], settings: dict, segment_seconds: float | None) -> dict:
     """The extract stage: one shard's feature table and its failures, into one artifact."""
     table, failures = extract_shard(clips, FeatureSettings(**settings), segment_seconds)
-    writer.write_parquet(TABLE, table)
+    # Small row groups: readers stream a shard row group by row group, so a training
+    # batch never decodes a whole shard of spectrograms at once.
+    writer.write_parquet(TABLE, table, row_group_size=SHARD_ROW_GROUP)
     writer.write_json(FAILURES, failures)
     return {"rows": table.num_rows, "failures": len(failures)}
 

@@ -8,6 +8,7 @@ input-based cache hashes path strings and ignores code edits; these keys do not.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import inspect
 import json
@@ -91,10 +92,7 @@ def _collect(obj: Any, packages: tuple[str, ...], sources: dict[str, str]) -> No
     name = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
     if name in sources or not _is_project(obj, packages):
         return
-    try:
-        sources[name] = inspect.getsource(obj)
-    except (OSError, TypeError):
-        sources[name] = repr(obj)
+    sources[name] = _source(obj)
     if isinstance(obj, type):
         for member in vars(obj).values():
             member = getattr(member, "__func__", member)
@@ -102,6 +100,17 @@ def _collect(obj: Any, packages: tuple[str, ...], sources: dict[str, str]) -> No
                 _follow_names(member, packages, sources)
     elif isinstance(obj, types.FunctionType):
         _follow_names(obj, packages, sources)
+
+
+@functools.lru_cache(maxsize=4096)
+def _source(obj: Any) -> str:
+    """Source text of a function or class object. Cached per object: a module edited
+    and reloaded yields new objects, so edits are still seen, while every task of a
+    run no longer re-reads and re-parses the same files."""
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return repr(obj)
 
 
 def _code_names(code: types.CodeType) -> set[str]:

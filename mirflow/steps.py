@@ -180,12 +180,21 @@ def center_frames(spec: np.ndarray, frames: int) -> np.ndarray:
     return np.pad(spec, ((0, 0), (left, frames - have - left)))
 
 
-def _source(features, spec, prep, classes, row_ids, batch_size, shuffle, seed) -> FeatureBatchSource:
+# Tabular rows up to this size are read once per training, not once per epoch.
+IN_MEMORY_BYTES = 256 * 2**20
+
+
+def _source(features, spec, prep, classes, row_ids, batch_size, shuffle, seed):
     index = {name: i for i, name in enumerate(classes)}
 
     def to_xy(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        return model_inputs(frame, spec, prep), np.array(frame["label"].map(index), dtype=np.int64)  # writable: torch warns on read-only arrays
+        labels = np.array(frame["label"].map(index), dtype=np.int64)  # writable: torch warns on read-only arrays
+        return model_inputs(frame, spec, prep), labels
 
+    if spec.model == "mlp" and len(row_ids) * len(spec.feature_columns) * 4 <= IN_MEMORY_BYTES:
+        frames = list(features.iter_batches(spec.columns, set(row_ids), batch_size=4096))
+        x, y = to_xy(pd.concat(frames, ignore_index=True))
+        return training.ArrayBatchSource(x, y, batch_size, shuffle, seed)
     return FeatureBatchSource(features, spec.columns, row_ids, to_xy, batch_size, shuffle, seed)
 
 
