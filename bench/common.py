@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -45,7 +46,10 @@ def machine_info() -> dict:
     )
     memory_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
     packages = ("numpy", "librosa", "dask", "distributed", "prefect", "torch", "pyarrow", "joblib")
+    code = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                          cwd=Path(__file__).parent).stdout.strip()
     return {
+        "code": code or "unknown",
         "cpu": cpu,
         "cores": os.cpu_count(),
         "memory_gib": round(memory_kb / 2**20, 1),
@@ -322,7 +326,8 @@ def render(result: dict) -> str:
         verdict = {True: "met", False: "**missed**", None: "n/a"}[target["met"]]
         parts.append(f"- Target {target['what']}: {target['value']} ({verdict})")
     parts += [f"- {note}" for note in result.get("notes", [])]
-    parts += ["", f"_{'Quick run' if result['quick'] else 'Full run'} finished {result['finished']}; "
+    parts += ["", f"_{'Quick run' if result['quick'] else 'Full run'} on code {result['machine']['code']}, "
+                  f"finished {result['finished']}; "
                   f"benchmark wall time {result['seconds']:.0f} s; over the whole benchmark: {load_note(result)}._", ""]
     return "\n".join(parts)
 

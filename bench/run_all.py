@@ -18,7 +18,7 @@ import tempfile
 import time
 import warnings
 
-BENCHMARKS = ("features", "workers", "overhead", "rerun", "memory")
+BENCHMARKS = ("features", "workers", "overhead", "rerun", "memory", "msd_etl", "acousticbrainz_etl")
 
 
 def _quiet() -> None:
@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     header = [
         f"# mirflow benchmarks ({'quick run: smaller inputs' if args.quick else 'full run'})",
         "",
-        f"Started {started}; machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB; "
+        f"Started {started} on code {machine['code']}; machine: {machine['cpu']}, {machine['cores']} cores, "
+        f"{machine['memory_gib']} GiB; "
         f"Python {machine['python']}; " + ", ".join(f"{k} {v}" for k, v in machine["packages"].items()) + ".",
         "Load averages are the 1-minute figure before→after each measurement (2 cores: above 2 means contention).",
         "",

@@ -44,6 +44,8 @@ def _extract_rows(clips: list[dict], settings) -> int:
 
 
 def _warm_up() -> None:
+    """Imports (extract_shard's pull in pyarrow and torch) and numba loading, off the clock."""
+    import mirflow.extraction  # noqa: F401
     from mirflow.features import FeatureSettings, extract_clip
 
     extract_clip(np.random.default_rng(0).normal(0, 0.1, 22050).astype(np.float32), FeatureSettings())
