@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 from bench.common import DATA, STORES, fresh_store, timed, write_result
+from mirflow.memory import peak_rss_bytes
 
 TARGET_FLAT = 1.20  # peak at 10x the files / peak at 1x
 SHARD_SIZE = 2000  # AcousticBrainzParams' default
@@ -33,13 +34,6 @@ def _sizes(quick: bool) -> tuple[int, int]:
 
 def _mib(value: float) -> float:
     return round(value / 2**20, 1)
-
-
-def peak_rss() -> int:
-    """This process's peak RSS (VmHWM). Not ``ru_maxrss``: Linux carries that over from
-    the forking parent across exec, so a subprocess would report its parent's peak."""
-    status = Path("/proc/self/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) * 1024
 
 
 # -- generated data, cached under bench/results/data ---------------------------------------
@@ -102,7 +96,7 @@ def _etl(data_dir: Path, store_dir: Path) -> dict:
             futures = [client.submit(materialize, store, ref, {}, ab_etl.write_ab_shard, (list(shard.clips),), pure=False)
                        for shard, ref in zip(shards, refs)]
             results = client.gather(futures)
-        worker_peaks = client.run(peak_rss)
+        worker_peaks = client.run(peak_rss_bytes)
     finally:
         pool.close()
     return {**record, "refs": [r.key for r in refs], "shards": len(shards),
@@ -146,9 +140,9 @@ def naive_table(data_dir: str) -> dict:
     report's conversion did before writing its CSV."""
     from mirflow.datasets import acousticbrainz as ab
 
-    before = peak_rss()
+    before = peak_rss_bytes()
     table, _ = ab.read_table(ab.list_files(data_dir))
-    return {"rows": len(table), "peak_rss_bytes": peak_rss(), "rss_before_bytes": before}
+    return {"rows": len(table), "peak_rss_bytes": peak_rss_bytes(), "rss_before_bytes": before}
 
 
 def train_epoch(store_dir: str, extract_keys: str, split: str, targets: str, prep: str) -> dict:
@@ -160,11 +154,11 @@ def train_epoch(store_dir: str, extract_keys: str, split: str, targets: str, pre
 
     store = ArtifactStore(store_dir)
     features = FeatureSet(store, tuple(ArtifactRef("extract", k) for k in extract_keys.split(",")))
-    before = peak_rss()
+    before = peak_rss_bytes()
     with store.writing(ArtifactRef("bench-train", uuid.uuid4().hex)) as writer:
         summary = stacking.write_subtask1_model(writer, features, ArtifactRef("split", split), ArtifactRef("targets", targets),
                                                 ArtifactRef("scale", prep), SOURCE, stacking.FULL, TRAIN_CONFIG)
-    return {"peak_rss_bytes": peak_rss(), "rss_before_bytes": before, "train_rows": summary["train_rows"],
+    return {"peak_rss_bytes": peak_rss_bytes(), "rss_before_bytes": before, "train_rows": summary["train_rows"],
             "train_seconds": summary["train_seconds"]}
 
 

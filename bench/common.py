@@ -68,46 +68,61 @@ def _system_cpu_seconds() -> tuple[float, float]:
     return (user + nice + system + irq + softirq) / tick, steal / tick
 
 
+def _process_kind(process: psutil.Process) -> str:
+    if process.pid == os.getpid():
+        return "this process"
+    command = " ".join(process.cmdline())
+    if "prefect" in command and ("uvicorn" in command or "server" in command):
+        return "Prefect server"
+    if "spawn_main" in command or "loky" in command:
+        return "worker processes"
+    return "other children"
+
+
 class _TreeCpu(threading.Thread):
     """CPU seconds of this process and all its descendants, sampled every 0.2 s so that
-    children that exit mid-measurement (Dask workers, loky workers) still count."""
+    children that exit mid-measurement (Dask workers, loky workers) still count; a
+    process's last 0.2 s before it exits is missed (and counted as another's)."""
 
     def __init__(self):
         super().__init__(daemon=True)
-        self._seen: dict[tuple[int, float], float] = {}
-        self._start = self._sample()
+        self._seen: dict[tuple[int, float], tuple[str, float]] = {}
+        self._start = self._by_kind(self._sample())
         self._done = threading.Event()
 
-    def _sample(self) -> float:
+    def _sample(self) -> dict[tuple[int, float], tuple[str, float]]:
         me = psutil.Process()
         for process in [me, *me.children(recursive=True)]:
             try:
+                key = process.pid, process.create_time()
+                kind = self._seen[key][0] if key in self._seen else _process_kind(process)
                 times = process.cpu_times()
-                self._seen[process.pid, process.create_time()] = times.user + times.system
+                self._seen[key] = kind, times.user + times.system
             except psutil.Error:  # exited between listing and reading
                 pass
-        return sum(self._seen.values())
+        return self._seen
+
+    @staticmethod
+    def _by_kind(seen: dict[tuple[int, float], tuple[str, float]]) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for kind, seconds in seen.values():
+            totals[kind] = totals.get(kind, 0.0) + seconds
+        return totals
 
     def run(self) -> None:
         while not self._done.wait(0.2):
             self._sample()
 
-    def used(self) -> float:
+    def used_by_kind(self) -> dict[str, float]:
+        """CPU seconds since the start, by kind of process (this one, workers, server…)."""
         self._done.set()
         if self.is_alive():
             self.join()
-        return self._sample() - self._start
+        end = self._by_kind(self._sample())
+        return {kind: round(end[kind] - self._start.get(kind, 0.0), 2) for kind in sorted(end)}
 
-
-def peak_rss_bytes() -> int:
-    """This process's peak resident set since it started (its exec), from /proc.
-
-    Not ``ru_maxrss``: Linux carries that over fork + exec, so a subprocess or Dask
-    worker spawned by a 1 GB parent reports >= 1 GB whatever it does itself."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+    def used(self) -> float:
+        return sum(self.used_by_kind().values())
 
 
 def wait_for_quiet(max_wait_s: float) -> dict:
@@ -141,10 +156,12 @@ def timed(wait: bool = True) -> Iterator[dict]:
     start = time.perf_counter()
     yield record
     seconds = time.perf_counter() - start
-    ours = tree.used()
+    by_kind = tree.used_by_kind()
+    ours = sum(by_kind.values())
     busy_after, steal_after = _system_cpu_seconds()
     record["seconds"] = round(seconds, 3)
     record["cpu_seconds"] = round(ours, 2)
+    record["cpu_seconds_by_process"] = by_kind
     record["others_cores"] = round(max(busy_after - busy - ours, 0.0) / seconds, 2)
     record["steal_cores"] = round((steal_after - steal) / seconds, 2)
     record["load_after"] = load_average()

@@ -32,6 +32,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from bench.common import DATA, STORES, timed
+from mirflow.memory import peak_rss_bytes
 
 TARGET_FILES_PER_CORE = 500
 TARGET_FLAT = 1.20
@@ -244,7 +245,7 @@ def run(quick: bool) -> dict:
             "include task dispatch and Parquet writes; 2 workers on 2 shared cores cannot double the rate.",
         ],
         "raw": {"single": {f"{n}-{'timbre' if t else 'plain'}": r for (n, t), r in single.items()}, "dask": dask_runs,
-                "baseline": baseline, "bench_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)},
+                "baseline": baseline, "bench_peak_rss_mib": round(peak_rss_bytes() / 2**20, 1)},
     }
 
 

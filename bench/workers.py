@@ -26,7 +26,7 @@ TARGET_SCALING = 1.85
 N_SHARDS = 20  # even, so 2 workers get equal halves
 MALLOC_VARIABLE = "MALLOC_TRIM_THRESHOLD_"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-PLAIN, MIRFLOW, DASK_DEFAULT = "plain processes (no Dask)", "mirflow WORKER_ENV", "dask default"
+PLAIN, MIRFLOW, DASK_DEFAULT = "plain processes (no Dask)", "mirflow LOCAL_CLUSTER_CONFIG", "dask default"
 
 
 def _n_clips(quick: bool) -> int:
@@ -133,7 +133,7 @@ def run(quick: bool) -> dict:
     warm_page_cache(data_dir)
     records = clip_records(data_dir)
     shards = [records[i :: N_SHARDS] for i in range(N_SHARDS)]  # every genre in every shard
-    repeats = 1 if quick else 2
+    repeats = 1 if quick else 3
     runs = [_measure_processes(shards, n, repeats) for n in (1, 2)]
     runs += [_measure(shards, n, env, repeats) for env in (MIRFLOW, DASK_DEFAULT) for n in (1, 2)]
     by_key = {(r["workers"], r["environment"]): r for r in runs}
@@ -143,7 +143,7 @@ def run(quick: bool) -> dict:
     ceiling = by_key[1, PLAIN]["seconds"] / by_key[2, PLAIN]["seconds"]
     malloc_wall = default_2["seconds"] / mirflow_2["seconds"]
     malloc_cpu = (default_1["cpu_seconds"] + default_2["cpu_seconds"]) / (mirflow_1["cpu_seconds"] + mirflow_2["cpu_seconds"])
-    faster = "mirflow's WORKER_ENV (variable removed)" if malloc_wall > 1 else f"Dask's default ({MALLOC_VARIABLE}=65536)"
+    faster = "mirflow's LOCAL_CLUSTER_CONFIG (variable removed)" if malloc_wall > 1 else f"Dask's default ({MALLOC_VARIABLE}=65536)"
     contended = [f"{r['workers']} × {r['environment']}" for r in runs if r["others_cores"] + r["steal_cores"] > 0.2]
     return {
         "name": "workers",
@@ -154,7 +154,7 @@ def run(quick: bool) -> dict:
             "one `DaskPool.run` per shard from its own thread as the flow's tasks do. Each configuration starts "
             "a fresh cluster and warms its workers up (librosa import, numba loading) before the clock starts; "
             f"best of {repeats} pass(es). 'dask default' = a LocalCluster with Dask's nanny environment "
-            f"({MALLOC_VARIABLE}=65536) reached through `DaskPool(address)`; 'mirflow WORKER_ENV' = `DaskPool()` "
+            f"({MALLOC_VARIABLE}=65536) reached through `DaskPool(address)`; 'mirflow LOCAL_CLUSTER_CONFIG' = `DaskPool()` "
             "(variable removed). CPU s = this process tree (client, scheduler, workers)."
         ),
         "figures": {"runs": runs, "scaling_2_vs_1": scaling, "plain_processes_2_vs_1": ceiling,

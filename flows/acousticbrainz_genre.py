@@ -23,12 +23,11 @@ from tasks.acousticbrainz import (
     evaluate_source,
     fit_preprocessing,
     locate_data,
-    plan_etl_shards,
     split_recordings,
     train_stacker,
     train_subtask1,
 )
-from tasks.extract import collect_shards
+from tasks.extract import collect_shards, plan_input_shards
 from tasks.run import finish_run, start_run
 
 
@@ -40,7 +39,7 @@ def acousticbrainz_genre(params: AcousticBrainzParams = AcousticBrainzParams(), 
         data_dir = locate_data(ctx)
         files = discover_feature_files(ctx, data_dir)
         groundtruth = discover_groundtruth(ctx, data_dir)
-        shards = plan_etl_shards(ctx, files)
+        shards = plan_input_shards(ctx, files)
         extracted = [etl_shard.submit(ctx, shard) for shard in shards]
         features = collect_shards(ctx, [e.result() for e in extracted], len(files))
         targets = build_targets(ctx, groundtruth)

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from prefect import flow
 
+from flows.common import flow_options
 from mirflow.extraction import audio_input_specs
 from mirflow.params import GtzanParams, segment_seconds
 from tasks.discover import discover_gtzan_clips
 from tasks.evaluate import collect_classification_outputs, evaluate_model
-from tasks.extract import collect_shards, extract_audio_shard, plan_audio_shards
+from tasks.extract import collect_shards, extract_audio_shard, plan_input_shards
 from tasks.run import finish_run, start_run
 from tasks.scale import audit_leakage, fit_scaler_on_train
 from tasks.split import split_rows
 from tasks.train import train_model
-from flows.common import flow_options
 
 
 @flow(name="gtzan", **flow_options())
@@ -27,7 +27,7 @@ def gtzan(params: GtzanParams = GtzanParams(), explain: bool = False) -> dict:
     try:
         clips = discover_gtzan_clips(ctx)
         settings, specs = audio_input_specs(params.sample_rate, params.cnn_frames)
-        shards = plan_audio_shards(ctx, clips)
+        shards = plan_input_shards(ctx, clips)
         extracted = [extract_audio_shard.submit(ctx, s, settings, segment_seconds(params.segment)) for s in shards]
         features = collect_shards(ctx, [f.result() for f in extracted], len(clips))
         split = split_rows(ctx, features)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from prefect import flow
 
+from flows.common import flow_options
 from mirflow.params import MsdHotnessParams
 from mirflow.regression import model_grid
 from mirflow.runs import Selection
-from tasks.extract import collect_shards
+from tasks.extract import collect_shards, plan_input_shards
 from tasks.msd import (
     audit_design_leakage,
     build_design,
@@ -23,11 +24,9 @@ from tasks.msd import (
     etl_song_shard,
     evaluate_regressors,
     fit_regressor,
-    plan_song_shards,
-    split_songs,
 )
 from tasks.run import finish_run, start_run
-from flows.common import flow_options
+from tasks.split import split_rows
 
 
 @flow(name="msd_hotness", **flow_options())
@@ -36,12 +35,12 @@ def msd_hotness(params: MsdHotnessParams = MsdHotnessParams(), explain: bool = F
     ctx = start_run("msd_hotness", params, explain)
     try:
         data_dir, songs = discover_msd_songs(ctx)
-        shards = plan_song_shards(ctx, songs)
+        shards = plan_input_shards(ctx, songs, ("etl", "clean"))
         extracted = [etl_song_shard.submit(ctx, data_dir, shard) for shard in shards]
         raw = collect_shards(ctx, [e.result() for e in extracted], len(songs))
         cleaned = [clean_song_shard.submit(ctx, ref, index) for index, ref in enumerate(raw.shards)]
         clean = collect_clean_songs(ctx, [c.result() for c in cleaned])
-        split = split_songs(ctx, clean)
+        split = split_rows(ctx, clean, stratify=False)
         building = {variant: build_design.submit(ctx, clean, split, variant) for variant in params.variants}
         designs = {variant: future.result() for variant, future in building.items()}
         for design in designs.values():

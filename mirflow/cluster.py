@@ -19,10 +19,16 @@ from mirflow import progress
 
 log = logging.getLogger(__name__)
 
-# Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 for workers. Setting it at all pins
-# glibc's mmap threshold, so every STFT-sized array is mmap'd and unmapped again:
-# librosa feature extraction ran ~60 % slower. None removes the variable.
-WORKER_ENV = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+LOCAL_CLUSTER_CONFIG = {
+    # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 for workers. Setting it at all pins
+    # glibc's mmap threshold, so every STFT-sized array is mmap'd and unmapped again:
+    # librosa feature extraction ran ~60 % slower. None removes the variable.
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    # Send a worker only as many tasks as it has threads and keep the rest on the
+    # scheduler, where they start by priority (shard stages: largest first). Dask's
+    # default (1.1) queues one more task on each worker, in arrival order.
+    "distributed.scheduler.worker-saturation": 1.0,
+}
 
 
 class DaskPool:
@@ -60,7 +66,7 @@ class DaskPool:
         # The scheduler and nannies log every worker start and stop at INFO: too chatty
         # beside the flow's own log.
         logging.getLogger("distributed").setLevel(logging.WARNING)
-        with dask.config.set(WORKER_ENV):
+        with dask.config.set(LOCAL_CLUSTER_CONFIG):
             # Processes, one thread each: librosa and h5py hold the GIL for much of their work.
             self._cluster = LocalCluster(
                 n_workers=self.n_workers,
@@ -72,10 +78,13 @@ class DaskPool:
         log.info("started a local Dask cluster with %d worker processes", self.n_workers)
         return Client(self._cluster, set_as_default=False)
 
-    def run(self, func: Callable[..., Any], *args: Any, key_prefix: str = "mirflow", **kwargs: Any) -> Any:
-        """Run one function on a worker and wait for its result. ``pure=False``: a retry
-        after a failure must really run again, not reuse the failed future."""
-        future = self.client().submit(func, *args, pure=False, key=f"{key_prefix}-{_unique()}", **kwargs)
+    def run(self, func: Callable[..., Any], *args: Any, key_prefix: str = "mirflow", priority: int = 0,
+            **kwargs: Any) -> Any:
+        """Run one function on a worker and wait for its result; of the waiting ones, Dask
+        starts those of higher ``priority`` first. ``pure=False``: a retry after a failure
+        must really run again, not reuse the failed future."""
+        future = self.client().submit(func, *args, pure=False, key=f"{key_prefix}-{_unique()}", priority=priority,
+                                      **kwargs)
         return future.result()
 
     def close(self) -> None:

@@ -70,12 +70,13 @@ class FeatureBatchSource:
 
     Shuffling permutes shard order per epoch and rows within a window of
     ``SHUFFLE_WINDOW`` batches, so an epoch never needs all rows (or all spectrograms)
-    in memory at once. Shards hold a hash-ordered mix of labels (``plan_shards``), so a
-    window is already well mixed.
+    in memory at once. The window holds model inputs (``to_xy`` is applied as rows are
+    read: a spectrogram's crop, not the stored spectrogram), so its memory depends on the
+    model's input, not on clip length. Shards hold a hash-ordered mix of labels
+    (``plan_shards``), so a window is already well mixed.
     """
 
     SHUFFLE_WINDOW = 16
-
 
     def __init__(
         self,
@@ -91,9 +92,9 @@ class FeatureBatchSource:
         self.features, self.columns, self.to_xy = features, list(columns), to_xy
         self.row_ids = set(row_ids)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
-        # Rows read from the store at a time (default: one batch, or the shuffle window).
-        # Reading a Parquet batch costs time per column, so wide tables read many rows at once.
-        self.read_rows = read_rows
+        # Rows read from the store at a time (default: one batch). Reading a Parquet
+        # batch costs time per column, so wide tables read many rows at once.
+        self.read_rows = read_rows or batch_size
         self._epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -105,14 +106,49 @@ class FeatureBatchSource:
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         if not self.shuffle:
-            for frame in self.features.iter_batches(self.columns, self.row_ids, self.read_rows or self.batch_size):
+            for frame in self.features.iter_batches(self.columns, self.row_ids, self.read_rows):
                 for start in range(0, len(frame), self.batch_size):
                     yield self.to_xy(frame.iloc[start : start + self.batch_size])
             return
         rng = np.random.default_rng((self.seed, self._epoch))
         order = rng.permutation(len(self.features.shards))
-        window = self.read_rows or self.batch_size * self.SHUFFLE_WINDOW
-        for frame in self.features.iter_batches(self.columns, self.row_ids, window, order):
-            frame = frame.iloc[rng.permutation(len(frame))]
-            for start in range(0, len(frame), self.batch_size):
-                yield self.to_xy(frame.iloc[start : start + self.batch_size])
+        window = _ShuffleWindow()
+        for frame in self.features.iter_batches(self.columns, self.row_ids, self.read_rows, order):
+            window.add(*self.to_xy(frame))
+            if len(window) >= self.batch_size * self.SHUFFLE_WINDOW:
+                yield from window.drain(rng, self.batch_size, final=False)
+        yield from window.drain(rng, self.batch_size, final=True)
+
+
+class _ShuffleWindow:
+    """Model inputs (an array, or a tuple of arrays for several inputs) and targets of up
+    to a window of rows; ``drain`` yields them permuted, in whole batches but for the last."""
+
+    def __init__(self):
+        self._inputs: list[tuple[np.ndarray, ...]] = []
+        self._targets: list[np.ndarray] = []
+        self._multi_input = False
+
+    def __len__(self) -> int:
+        return sum(len(y) for y in self._targets)
+
+    def add(self, x, y: np.ndarray) -> None:
+        self._multi_input = isinstance(x, tuple)
+        self._inputs.append(x if self._multi_input else (x,))
+        self._targets.append(y)
+
+    def drain(self, rng: np.random.Generator, batch_size: int, final: bool) -> Iterator[tuple]:
+        if not self._targets:
+            return
+        inputs = tuple(np.concatenate(parts) for parts in zip(*self._inputs))
+        targets = np.concatenate(self._targets)
+        self._inputs, self._targets = [], []  # drop the pieces now, not after the window
+        order = rng.permutation(len(targets))
+        end = len(order) if final else len(order) // batch_size * batch_size
+        for start in range(0, end, batch_size):
+            rows = order[start : start + batch_size]
+            x = tuple(part[rows] for part in inputs)
+            yield (x if self._multi_input else x[0]), targets[rows]
+        rest = order[end:]  # fewer than a batch: carried into the next window
+        self._inputs = [tuple(part[rest] for part in inputs)]
+        self._targets = [targets[rest]]

@@ -26,6 +26,7 @@ from mirflow import geo, regression
 from mirflow.datasets import msd
 from mirflow.errors import ConfigError
 from mirflow.featureset import FAILURES, TABLE, FeatureSet
+from mirflow.split_stage import read_split
 from mirflow.store import ArtifactRef, ArtifactStore, ArtifactWriter
 
 _TEXT, _FLOAT, _INT = pa.string(), pa.float64(), pa.int64()
@@ -241,7 +242,7 @@ def write_design(
 ) -> dict:
     """The features stage: one variant's design matrix over all split rows, with its
     column names and min-max scalers, everything fitted on the training rows."""
-    split = regression.read_split(clean.store, split_ref)
+    split = read_split(clean.store, split_ref)
     columns = [f.name for f in clean.schema() if f.name not in ("rel_path", "artist_terms_freq")]
     songs = clean.read(columns).set_index("row_id").loc[split["row_id"]].reset_index()
     train = songs[(split["split"] == "train").to_numpy()]

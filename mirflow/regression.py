@@ -28,45 +28,12 @@ from sklearn.linear_model import ElasticNet, Lasso
 
 from mirflow import metrics, scaling, splits
 from mirflow.errors import ConfigError, LeakageError
-from mirflow.featureset import FeatureSet
+from mirflow.split_stage import read_split
 from mirflow.store import ArtifactRef, ArtifactStore, ArtifactWriter
 
-SPLIT = "split.parquet"
 MATRIX, ROWS, COLUMNS, SCALERS = "matrix.npz", "rows.parquet", "columns.json", "scalers.json"
 COEF = "coef.npy"
 MODELS = ("constant", "lasso", "elasticnet")
-
-
-# -- split -----------------------------------------------------------------------------
-def write_group_split(
-    writer: ArtifactWriter,
-    features: FeatureSet,
-    fractions: Sequence[float],
-    seed: int,
-    split_file: str | None,
-    k_folds: int | None,
-) -> dict:
-    """Group-exclusive train/validation/test split of the rows (no labels: a continuous
-    target is not stratified), or a predefined one (CSV ``id,split``), plus k folds."""
-    rows = features.read(["row_id", "group"])
-    groups = rows.set_index("row_id")["group"]
-    if split_file:
-        assigned = splits.load_split_file(split_file, rows["row_id"].tolist())
-        rows = rows[rows["row_id"].isin(assigned.index)].reset_index(drop=True)
-        rows["split"] = assigned.reindex(rows["row_id"]).astype(str).to_numpy()
-    else:
-        rows["split"] = splits.split_train_val_test(None, groups, fractions=tuple(fractions), seed=seed).astype(str).to_numpy()
-    if k_folds:
-        train = rows[rows["split"] == "train"]
-        folds = splits.kfold_assignments(None, train.set_index("row_id")["group"], k=k_folds, seed=seed)
-        rows["fold"] = rows["row_id"].map(folds).fillna(-1).astype("int32")
-    writer.write_parquet(SPLIT, pa.Table.from_pandas(rows, preserve_index=False))
-    by_split = rows.groupby("split")
-    return {"rows": by_split.size().to_dict(), "groups": by_split["group"].nunique().to_dict()}
-
-
-def read_split(store: ArtifactStore, ref: ArtifactRef) -> pd.DataFrame:
-    return store.read_parquet(ref, SPLIT).to_pandas()
 
 
 # -- design matrices -------------------------------------------------------------------

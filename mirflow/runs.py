@@ -8,11 +8,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import subprocess
 import time
 import uuid
-import dataclasses
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path

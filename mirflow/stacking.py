@@ -32,11 +32,11 @@ from mirflow.datasets import acousticbrainz as ab
 from mirflow.errors import ConfigError, LeakageError, MirflowError
 from mirflow.featureset import FeatureBatchSource, FeatureSet
 from mirflow.models import build_model, count_parameters
+from mirflow.split_stage import SPLIT, read_split
 from mirflow.store import ArtifactRef, ArtifactStore, ArtifactWriter
 
 TARGETS = "targets.parquet"
 TAXONOMIES = "taxonomies.json"
-SPLIT = "split.parquet"
 PREPROCESSING = "preprocessing.json"
 MODEL = steps.MODEL
 OUTPUTS = "outputs.parquet"  # row_id, hidden (subtask 1 only), scores: fixed-size float32 lists
@@ -184,10 +184,6 @@ def write_recording_split(
         "dropped_for_test_group_overlap": dropped,
         "test_is_official_validation": bool(test.any()),
     }
-
-
-def read_split(store: ArtifactStore, ref: ArtifactRef) -> pd.DataFrame:
-    return store.read_parquet(ref, SPLIT).to_pandas()
 
 
 def _split_series(split: pd.DataFrame) -> pd.Series:

@@ -1,4 +1,5 @@
-"""Stage functions shared by the classification pipelines: split, scale, train, evaluate.
+"""Stage functions shared by the classification pipelines: scale, train, evaluate (the
+split stage is ``mirflow.split_stage``, which the regression pipeline shares too).
 
 Each ``write_*`` function fills one artifact through the store's writer and returns a
 small JSON summary. They know nothing of Prefect; ``tasks/`` decides when they run.
@@ -21,45 +22,12 @@ from mirflow import metrics, progress, scaling, splits, training
 from mirflow.errors import LeakageError
 from mirflow.featureset import FeatureBatchSource, FeatureSet
 from mirflow.models import build_model, count_parameters
+from mirflow.split_stage import read_split
+from mirflow.splits import SPLITS
 from mirflow.store import ArtifactRef, ArtifactStore, ArtifactWriter
 
-SPLIT = "split.parquet"
 SCALER = "scaler.json"
 MODEL = "model.pt"
-SPLITS = ("train", "validation", "test")
-
-
-# -- split -------------------------------------------------------------------------
-def write_split(
-    writer: ArtifactWriter,
-    features: FeatureSet,
-    fractions: Sequence[float],
-    seed: int,
-    split_file: str | None,
-    k_folds: int | None,
-) -> dict:
-    """Group-aware stratified split of the rows (or a predefined one), plus k folds."""
-    rows = features.read(["row_id", "clip_id", "label", "group"])
-    if split_file:
-        by_clip = splits.load_split_file(split_file, rows["clip_id"].drop_duplicates().tolist())
-        assignment = rows["clip_id"].map(by_clip)
-        rows = rows[assignment.notna()].assign(split=assignment[assignment.notna()].values)
-    else:
-        labels = rows.set_index("row_id")["label"]
-        groups = rows.set_index("row_id")["group"]
-        rows["split"] = splits.split_train_val_test(labels, groups, fractions=tuple(fractions), seed=seed).values
-    if k_folds:
-        train = rows[rows["split"] == "train"]
-        folds = splits.kfold_assignments(
-            train.set_index("row_id")["label"], train.set_index("row_id")["group"], k=k_folds, seed=seed
-        )
-        rows["fold"] = rows["row_id"].map(folds).fillna(-1).astype("int32")
-    writer.write_parquet(SPLIT, pa.Table.from_pandas(rows, preserve_index=False))
-    return {"rows": {name: int((rows["split"] == name).sum()) for name in SPLITS}, "classes": sorted(rows["label"].unique())}
-
-
-def read_split(store: ArtifactStore, ref: ArtifactRef) -> pd.DataFrame:
-    return store.read_parquet(ref, SPLIT).to_pandas()
 
 
 # -- scale -------------------------------------------------------------------------
@@ -162,11 +130,15 @@ class InputSpec:
 
 def model_inputs(frame: pd.DataFrame, spec: InputSpec, prep: Preprocessing) -> np.ndarray:
     if spec.model == "cnn":
-        specs = [
-            center_frames((np.asarray(v, np.float32).reshape(spec.n_mels, -1) - prep.band_mean[:, None]) / prep.band_std[:, None], spec.cnn_frames)
-            for v in frame[spec.tensor_column]
-        ]
-        return np.stack(specs)[:, None, :, :]
+        mean, std = prep.band_mean[:, None], prep.band_std[:, None]
+        crops = []
+        for values in frame[spec.tensor_column]:
+            mel = np.asarray(values, np.float32).reshape(spec.n_mels, -1)
+            # Crop before normalising (a clip's spectrogram is many times the model's
+            # input); pad after, so that padding is zeros = the band mean.
+            middle = center_frames(mel, spec.cnn_frames) if mel.shape[1] > spec.cnn_frames else mel
+            crops.append(center_frames((middle - mean) / std, spec.cnn_frames))
+        return np.stack(crops)[:, None, :, :]
     return np.asarray(scaling.apply_scaler(prep.scaler, frame[list(spec.feature_columns)].to_numpy(np.float64)), np.float32)
 
 

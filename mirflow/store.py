@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import fsspec
 import pyarrow as pa
@@ -107,20 +107,31 @@ class ArtifactStore:
     def read_json(self, ref: ArtifactRef, name: str) -> Any:
         return json.loads(self.read_bytes(ref, name))
 
+    @contextmanager
+    def _parquet_source(self, ref: ArtifactRef, name: str) -> Iterator[str | IO[bytes]]:
+        """A local file by path (Arrow reads it natively, into its own buffers; through a
+        Python file object every read is also copied into a bytes object), else fsspec's."""
+        path = f"{self._dir(ref)}/{name}"
+        if self.local:
+            yield path
+        else:
+            with self.fs.open(path, "rb") as f:
+                yield f
+
     def read_parquet(self, ref: ArtifactRef, name: str, columns: list[str] | None = None) -> pa.Table:
-        with self.fs.open(f"{self._dir(ref)}/{name}", "rb") as f:
-            return pq.read_table(f, columns=columns)
+        with self._parquet_source(ref, name) as source:
+            return pq.read_table(source, columns=columns)
 
     def parquet_schema(self, ref: ArtifactRef, name: str) -> pa.Schema:
-        with self.fs.open(f"{self._dir(ref)}/{name}", "rb") as f:
-            return pq.read_schema(f)
+        with self._parquet_source(ref, name) as source:
+            return pq.read_schema(source)
 
     def iter_parquet_batches(
         self, ref: ArtifactRef, name: str, columns: list[str] | None = None, batch_size: int = 64
     ) -> Iterator[pa.RecordBatch]:
         """Stream a Parquet file in record batches so no stage holds it all in memory."""
-        with self.fs.open(f"{self._dir(ref)}/{name}", "rb") as f:
-            yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns)
+        with self._parquet_source(ref, name) as source:
+            yield from pq.ParquetFile(source).iter_batches(batch_size=batch_size, columns=columns)
 
     # -- run folders --
     def write_run_file(self, run_id: str, name: str, data: bytes | str | dict | list) -> None:

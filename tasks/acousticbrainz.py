@@ -9,14 +9,12 @@ from prefect import get_run_logger, task
 from mirflow import ab_etl, runs, stacking
 from mirflow.datasets import acousticbrainz as ab
 from mirflow.datasets.base import data_root
-from mirflow.extraction import Shard, plan_shards
+from mirflow.extraction import Shard
 from mirflow.featureset import FeatureSet
 from mirflow.fingerprint import stable_hash
 from mirflow.store import ArtifactRef
-from tasks.common import STAGE_DEFAULTS
+from tasks.common import STAGE_DEFAULTS, UNCACHED
 from tasks.runtime import RunContext, run_stage
-
-_NO_CACHE = {"cache_policy": STAGE_DEFAULTS["cache_policy"]}
 
 
 def _training_config(ctx: RunContext) -> dict:
@@ -50,21 +48,13 @@ def discover_groundtruth(ctx: RunContext, data_dir: str) -> dict[str, dict[str, 
     return found
 
 
-@task(**_NO_CACHE)
-def plan_etl_shards(ctx: RunContext, files: pd.DataFrame) -> list[Shard]:
-    shards = plan_shards(files, ctx.params.shard_size)
-    ctx.progress.expect("extract", len(shards))
-    get_run_logger().info("%d files in %d ETL shards", len(files), len(shards))
-    return shards
-
-
 @task(**STAGE_DEFAULTS, task_run_name="etl-shard-{shard.index}")
 def etl_shard(ctx: RunContext, shard: Shard) -> ArtifactRef:
     # Keyed by the members' names and fingerprints, and by the layout (a constant, not code).
     inputs = sorted((f["rel_path"], f["fingerprint"], f["official_split"]) for f in shard.clips)
     params = {"layout_sha256": stable_hash(ab.LAYOUT), "read_batch": ab_etl.READ_BATCH}
     return run_stage(ctx, "extract", ab_etl.write_ab_shard, params, inputs, (list(shard.clips),),
-                     on_dask=True, label=f"extract[{shard.index}]")
+                     on_dask=True, label=f"extract[{shard.index}]", size=len(shard.clips))
 
 
 @task(**STAGE_DEFAULTS)
@@ -90,7 +80,7 @@ def fit_preprocessing(ctx: RunContext, features: FeatureSet, split: ArtifactRef)
     return run_stage(ctx, "scale", stacking.write_preprocessing, params, inputs, (features, split))
 
 
-@task(**_NO_CACHE)
+@task(**UNCACHED)
 def audit_leakage(ctx: RunContext, features: FeatureSet, split: ArtifactRef, prep: ArtifactRef) -> dict:
     """Never cached: re-reads the saved split, fill values and scaler on every run."""
     if ctx.explain:
@@ -133,7 +123,7 @@ def evaluate_source(
                      label=f"evaluate[{source}]")
 
 
-@task(**_NO_CACHE)
+@task(**UNCACHED)
 def collect_genre_outputs(
     ctx: RunContext,
     features: FeatureSet,

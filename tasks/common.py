@@ -16,3 +16,8 @@ STAGE_DEFAULTS = dict(
     retry_jitter_factor=0.5,
     retry_condition_fn=is_transient,
 )
+
+# Tasks that only plan, audit or collect what is already in memory or in the store: they
+# write no artifact, so there is no cache to consult, and a failure is a finding, not
+# something a retry would change.
+UNCACHED = dict(cache_policy=NO_CACHE)

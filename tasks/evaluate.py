@@ -9,7 +9,7 @@ from prefect import task
 from mirflow import runs, steps
 from mirflow.featureset import FeatureSet
 from mirflow.store import ArtifactRef
-from tasks.common import STAGE_DEFAULTS
+from tasks.common import STAGE_DEFAULTS, UNCACHED
 from tasks.runtime import RunContext, run_stage
 
 
@@ -23,7 +23,7 @@ def evaluate_model(
     return {"model": spec.model, "evaluation": ref, "trained": model}
 
 
-@task(cache_policy=STAGE_DEFAULTS["cache_policy"])
+@task(**UNCACHED)
 def collect_classification_outputs(
     ctx: RunContext,
     evaluations: list[dict],

@@ -1,4 +1,5 @@
-"""Feature extraction: one Prefect task per shard, computed on a Dask worker."""
+"""Feature extraction and ETL: input files planned into content-defined shards, one
+Prefect task per shard, computed on a Dask worker."""
 
 from __future__ import annotations
 
@@ -9,16 +10,23 @@ from mirflow.errors import MirflowError
 from mirflow.extraction import Shard, plan_shards, write_feature_shard
 from mirflow.featureset import FeatureSet
 from mirflow.store import ArtifactRef
-from tasks.common import STAGE_DEFAULTS
+from tasks.common import STAGE_DEFAULTS, UNCACHED
 from tasks.runtime import RunContext, run_stage
 
 
-@task(cache_policy=STAGE_DEFAULTS["cache_policy"])
-def plan_audio_shards(ctx: RunContext, clips: pd.DataFrame) -> list[Shard]:
-    shards = plan_shards(clips, ctx.params.shard_size)
-    ctx.progress.expect("extract", len(shards))
-    get_run_logger().info("%d clips in %d shards", len(clips), len(shards))
-    return shards
+@task(**UNCACHED)
+def plan_input_shards(ctx: RunContext, files: pd.DataFrame, stages: tuple[str, ...] = ("extract",)) -> list[Shard]:
+    """Every pipeline's shards of input files, largest first; ``stages`` are the
+    per-shard stages whose progress bars count them.
+
+    Content-defined shards differ in size, and Dask starts the first tasks in the order
+    they arrive: submitted largest first, no large shard is left to run alone at the end
+    (the shard stages also give Dask their size as priority for the tasks it queues)."""
+    shards = plan_shards(files, ctx.params.shard_size)
+    for stage in stages:
+        ctx.progress.expect(stage, len(shards))
+    get_run_logger().info("%d input files in %d shards", len(files), len(shards))
+    return sorted(shards, key=lambda shard: (-len(shard.clips), shard.index))
 
 
 @task(**STAGE_DEFAULTS, task_run_name="extract-shard-{shard.index}")
@@ -28,11 +36,11 @@ def extract_audio_shard(ctx: RunContext, shard: Shard, settings: dict, segment_s
     params = {"features": settings, "segment_seconds": segment_seconds}
     return run_stage(
         ctx, "extract", write_feature_shard, params, inputs, (list(shard.clips), settings, segment_seconds),
-        on_dask=True, label=f"extract[{shard.index}]",
+        on_dask=True, label=f"extract[{shard.index}]", size=len(shard.clips),
     )
 
 
-@task(cache_policy=STAGE_DEFAULTS["cache_policy"])
+@task(**UNCACHED)
 def collect_shards(ctx: RunContext, shards: list[ArtifactRef], n_inputs: int) -> FeatureSet:
     """Gather shard outputs; quarantine unreadable files and fail past the threshold."""
     features = FeatureSet(ctx.store, tuple(shards))

@@ -10,16 +10,12 @@ from mirflow import msd_etl, regression, runs
 from mirflow.datasets import msd
 from mirflow.datasets.base import data_root
 from mirflow.errors import ConfigError, DataError
-from mirflow.extraction import Shard, plan_shards
+from mirflow.extraction import Shard
 from mirflow.featureset import FeatureSet
 from mirflow.fingerprint import file_fingerprint
-from mirflow.params import SplitParams, subset
 from mirflow.store import ArtifactRef, ArtifactStore
-from tasks.common import STAGE_DEFAULTS
+from tasks.common import STAGE_DEFAULTS, UNCACHED
 from tasks.runtime import RunContext, run_stage
-from tasks.split import split_file_digest
-
-_NO_CACHE = STAGE_DEFAULTS["cache_policy"]
 
 
 @task(**STAGE_DEFAULTS)
@@ -40,22 +36,14 @@ def discover_msd_songs(ctx: RunContext) -> tuple[str, pd.DataFrame]:
     return data_dir, songs
 
 
-@task(cache_policy=_NO_CACHE)
-def plan_song_shards(ctx: RunContext, songs: pd.DataFrame) -> list[Shard]:
-    shards = plan_shards(songs, ctx.params.shard_size)
-    for stage in ("etl", "clean"):
-        ctx.progress.expect(stage, len(shards))
-    get_run_logger().info("%d song files in %d shards", len(songs), len(shards))
-    return shards
-
-
 @task(**STAGE_DEFAULTS, task_run_name="etl-shard-{shard.index}")
 def etl_song_shard(ctx: RunContext, data_dir: str, shard: Shard) -> ArtifactRef:
     # Keyed by the members' paths and fingerprints, not by the shard's position or data_dir.
     inputs = sorted((song["rel_path"], song["fingerprint"]) for song in shard.clips)
     timbre = ctx.params.timbre
     args = (data_dir, [rel for rel, _ in inputs], timbre)
-    return run_stage(ctx, "etl", msd_etl.write_etl_shard, {"timbre": timbre}, inputs, args, on_dask=True, label=f"etl[{shard.index}]")
+    return run_stage(ctx, "etl", msd_etl.write_etl_shard, {"timbre": timbre}, inputs, args, on_dask=True,
+                     label=f"etl[{shard.index}]", size=len(shard.clips))
 
 
 @task(**STAGE_DEFAULTS, task_run_name="clean-shard-{index}")
@@ -70,7 +58,7 @@ def clean_counts(store: ArtifactStore, shards: list[ArtifactRef]) -> dict[str, i
     return {key: sum(s[key] for s in summaries) for key in ("rows_in", "rows", "no_hotness", "zero_hotness")}
 
 
-@task(cache_policy=_NO_CACHE)
+@task(**UNCACHED)
 def collect_clean_songs(ctx: RunContext, shards: list[ArtifactRef]) -> FeatureSet:
     songs = FeatureSet(ctx.store, tuple(shards))
     if ctx.explain:
@@ -85,15 +73,6 @@ def collect_clean_songs(ctx: RunContext, shards: list[ArtifactRef]) -> FeatureSe
     return songs
 
 
-@task(**STAGE_DEFAULTS)
-def split_songs(ctx: RunContext, songs: FeatureSet) -> ArtifactRef:
-    params = {**subset(ctx.params, SplitParams), "seed": ctx.params.seed}
-    split_file = params["split_file"]
-    inputs = {"shards": [r.key for r in songs.shards], "split_file": split_file and split_file_digest(split_file)}
-    args = (songs, params["fractions"], params["seed"], split_file, params["k_folds"])
-    return run_stage(ctx, "split", regression.write_group_split, params, inputs, args)
-
-
 @task(**STAGE_DEFAULTS, task_run_name="features-{variant}")
 def build_design(ctx: RunContext, songs: FeatureSet, split: ArtifactRef, variant: str) -> ArtifactRef:
     p = ctx.params
@@ -104,7 +83,7 @@ def build_design(ctx: RunContext, songs: FeatureSet, split: ArtifactRef, variant
     return run_stage(ctx, "features", msd_etl.write_design, params, inputs, args, on_dask=True, label=f"features[{variant}]")
 
 
-@task(cache_policy=_NO_CACHE)
+@task(**UNCACHED)
 def audit_design_leakage(ctx: RunContext, design: ArtifactRef, split: ArtifactRef) -> dict:
     """Never cached: re-reads the saved artifacts on every run and fails the flow on a leak."""
     if ctx.explain:
@@ -130,7 +109,7 @@ def evaluate_regressors(
     return run_stage(ctx, "evaluate", regression.write_evaluation, {}, inputs, (ctx.store, designs, fits))
 
 
-@task(cache_policy=_NO_CACHE)
+@task(**UNCACHED)
 def collect_regression_outputs(
     ctx: RunContext, evaluation: ArtifactRef, raw: FeatureSet, songs: FeatureSet, n_files: int
 ) -> runs.RunOutputs:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from mirflow import report, runs
 from mirflow.cluster import DaskPool
 from mirflow.store import ArtifactStore
+from tasks.common import UNCACHED
 from tasks.runtime import RunContext
 
 
-@task(cache_policy=NO_CACHE)
+@task(**UNCACHED)
 def start_run(flow: str, params: BaseModel, explain: bool = False) -> RunContext:
     ctx = RunContext(
         run_id=runs.new_run_id(flow),
@@ -27,7 +27,7 @@ def start_run(flow: str, params: BaseModel, explain: bool = False) -> RunContext
     return ctx
 
 
-@task(cache_policy=NO_CACHE)
+@task(**UNCACHED)
 def finish_run(ctx: RunContext, outputs: runs.RunOutputs, selection: runs.Selection = runs.Selection()) -> dict:
     """Write the run folder (report, metrics, manifest, files) and the Prefect table and
     markdown artifacts; with ``explain``, only say which stages would re-run and why."""

@@ -8,7 +8,6 @@ heavy ones) inside ``store.writing`` so a killed run leaves nothing that looks v
 
 from __future__ import annotations
 
-import resource
 import sys
 import threading
 import time
@@ -19,7 +18,7 @@ from typing import Any
 from prefect import get_run_logger
 from pydantic import BaseModel
 
-from mirflow import progress
+from mirflow import memory, progress
 from mirflow.cluster import DaskPool
 from mirflow.fingerprint import code_hash, stable_hash
 from mirflow.store import ArtifactRef, ArtifactStore, ArtifactWriter
@@ -108,16 +107,31 @@ StageFunction = Callable[..., Any]  # fn(writer: ArtifactWriter, *args) -> summa
 
 
 def materialize(store: ArtifactStore, ref: ArtifactRef, meta: dict, func: StageFunction, args: tuple) -> dict:
-    """Run ``func(writer, *args)`` into a new artifact. Runs on a worker or locally."""
+    """Run ``func(writer, *args)`` into a new artifact. Runs on a worker or locally.
+
+    Its peak memory is the stage's own where it has the process to itself (a one-thread
+    Dask worker); in the flow process, whose threads run several stages, it is the
+    process's peak so far (``peak_rss_scope`` says which)."""
+    scope = "stage" if _alone_in_process() and memory.reset_peak_rss() else "process"
     started = time.perf_counter()
     with store.writing(ref, meta) as writer:
         summary = func(writer, *args) or {}
         writer.write_json("summary.json", summary)
     return {
         "seconds": time.perf_counter() - started,
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss_bytes": memory.peak_rss_bytes(),
+        "peak_rss_scope": scope,
         "summary": summary,
     }
+
+
+def _alone_in_process() -> bool:
+    try:
+        from distributed import get_worker
+
+        return get_worker().state.nthreads == 1
+    except (ImportError, ValueError):  # ValueError: not on a Dask worker
+        return False
 
 
 def run_stage(
@@ -130,9 +144,13 @@ def run_stage(
     *,
     on_dask: bool = False,
     label: str | None = None,
+    size: int = 0,
 ) -> ArtifactRef:
     """Return the artifact of ``func`` for these params and inputs, computing it only
-    when the store lacks it (or the stage is forced)."""
+    when the store lacks it (or the stage is forced).
+
+    ``size`` (a shard's file count) orders work on Dask, largest first: shards differ in
+    size, and in arrival order the largest could start last while the other workers idle."""
     parts = {"code": code_hash(func), "params": stable_hash(params), "inputs": stable_hash(inputs)}
     ref = ArtifactRef(stage, stable_hash({"stage": stage, **parts}))
     entry = {"stage": stage, "label": label or stage, "key": ref.key, **parts}
@@ -147,10 +165,10 @@ def run_stage(
     logger.info("%s: computing %s (%s)", label or stage, ref.key[:12], "forced" if cached else "not cached")
     meta = {"run_id": ctx.run_id, "flow": ctx.flow, **parts}
     if on_dask:
-        result = ctx.pool.run(materialize, ctx.store, ref, meta, func, args, key_prefix=stage)
+        result = ctx.pool.run(materialize, ctx.store, ref, meta, func, args, key_prefix=stage, priority=size)
     else:
         result = materialize(ctx.store, ref, meta, func, args)
-    ctx.record({**entry, "status": "computed", "seconds": result["seconds"], "peak_rss_bytes": result["peak_rss_bytes"]})
+    ctx.record({**entry, "status": "computed", **{k: result[k] for k in ("seconds", "peak_rss_bytes", "peak_rss_scope")}})
     return ref
 
 

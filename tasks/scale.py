@@ -7,7 +7,7 @@ from prefect import task
 from mirflow import steps
 from mirflow.featureset import FeatureSet
 from mirflow.store import ArtifactRef
-from tasks.common import STAGE_DEFAULTS
+from tasks.common import STAGE_DEFAULTS, UNCACHED
 from tasks.runtime import RunContext, run_stage
 
 
@@ -21,7 +21,7 @@ def fit_scaler_on_train(
     return run_stage(ctx, "scale", steps.write_scaler, params, inputs, args)
 
 
-@task(cache_policy=STAGE_DEFAULTS["cache_policy"])
+@task(**UNCACHED)
 def audit_leakage(ctx: RunContext, features: FeatureSet, split: ArtifactRef, scaler: ArtifactRef, spec: steps.InputSpec) -> dict:
     """Never cached: the audit re-reads the saved artifacts on every run."""
     if ctx.explain:

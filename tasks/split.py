@@ -6,22 +6,23 @@ from pathlib import Path
 
 from prefect import task
 
-from mirflow import steps
 from mirflow.featureset import FeatureSet
 from mirflow.fingerprint import file_fingerprint
 from mirflow.params import SplitParams, subset
+from mirflow.split_stage import write_split
 from mirflow.store import ArtifactRef
 from tasks.common import STAGE_DEFAULTS
 from tasks.runtime import RunContext, run_stage
 
 
 @task(**STAGE_DEFAULTS)
-def split_rows(ctx: RunContext, features: FeatureSet) -> ArtifactRef:
-    params = {**subset(ctx.params, SplitParams), "seed": ctx.params.seed}
-    split_file = ctx.params.split_file
+def split_rows(ctx: RunContext, features: FeatureSet, stratify: bool = True) -> ArtifactRef:
+    """Every pipeline's group-exclusive split; ``stratify=False`` for a continuous target."""
+    params = {**subset(ctx.params, SplitParams), "seed": ctx.params.seed, "stratify": stratify}
+    split_file = params["split_file"]
     inputs = {"shards": [r.key for r in features.shards], "split_file": split_file and split_file_digest(split_file)}
-    args = (features, params["fractions"], params["seed"], split_file, params["k_folds"])
-    return run_stage(ctx, "split", steps.write_split, params, inputs, args)
+    args = (features, params["fractions"], params["seed"], split_file, params["k_folds"], stratify)
+    return run_stage(ctx, "split", write_split, params, inputs, args)
 
 
 def split_file_digest(path: str) -> str:

@@ -4,82 +4,32 @@ worker-loss tests)."""
 
 from __future__ import annotations
 
-
 import contextlib
-
-
 import json
-
-
 import os
-
-
 import re
-
-
 import signal
-
-
 import socket
-
-
 import subprocess
-
-
 import sys
-
-
 import time
-
-
 from collections.abc import Callable
-
-
 from dataclasses import dataclass, field
-
-
 from datetime import datetime, timezone
-
-
 from pathlib import Path
-
-
 from typing import Any
 
-
 import httpx
-
-
 import psutil
-
-
-import pytest
-
-
-import yaml
-
-
 from annotated_types import Ge, Gt
 
-
 from flows import serve
-
-
 from mirflow import params as params_module
-
-
 from mirflow.cli import FLOWS, flow_function
 
-
 REPO = Path(__file__).resolve().parents[1]
-
-
 BIN = Path(sys.executable).parent
-
-
 PREFECT_FILE = REPO / "deployments" / "prefect.yaml"
-
-
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 

@@ -22,6 +22,7 @@ from mirflow.errors import LeakageError
 from mirflow.extraction import plan_shards
 from mirflow.featureset import TABLE, FeatureSet
 from mirflow.models import MLP, count_parameters
+from mirflow.split_stage import SPLIT, read_split
 from mirflow.store import ArtifactRef, ArtifactStore
 
 CONFIG = dict(hidden=16, dropout=0.5, lr=3e-3, weight_decay=0.0, batch_size=32, max_epochs=2, patience=1, seed=0)
@@ -147,7 +148,7 @@ def test_release_groups_linked_by_a_recording_are_one_group():
 
 def test_one_split_for_all_sources_by_release_group(prepared, data_dir):
     store = prepared["store"]
-    split = stacking.read_split(store, prepared["split"])
+    split = read_split(store, prepared["split"])
     official = split["row_id"].str.startswith(ab.feature_dir("validation"))
     assert (split.loc[official, "split"] == "test").all() and (split.loc[~official, "split"] != "test").all()
     assert (split.groupby("group")["split"].nunique() == 1).all()
@@ -172,7 +173,7 @@ def test_official_training_recordings_sharing_a_group_with_test_are_dropped(tmp_
     features = etl(store, copy)
     targets = stage(store, "targets", stacking.write_targets, groundtruth(copy))
     ref = stage(store, "split", stacking.write_recording_split, features, targets, 0.2, 0.2, 2, 0)
-    split = stacking.read_split(store, ref)
+    split = read_split(store, ref)
     assert first[0] not in set(split["recordingmbid"])
     assert store.read_json(ref, "summary.json")["dropped_for_test_group_overlap"] >= 1
     assert (split.groupby("group")["split"].nunique() == 1).all()
@@ -181,7 +182,7 @@ def test_official_training_recordings_sharing_a_group_with_test_are_dropped(tmp_
 # -- preprocessing and audit ----------------------------------------------------------------------------
 def test_missing_values_are_filled_with_the_training_mean_then_scaled(prepared):
     store, features = prepared["store"], prepared["features"]
-    split = stacking.read_split(store, prepared["split"]).set_index("row_id")
+    split = read_split(store, prepared["split"]).set_index("row_id")
     prep = stacking.read_preprocessing(store, prepared["prep"])
     column = "rhythm.beats_loudness.median"
     values = features.read(["row_id", column]).set_index("row_id")[column].reindex(split.index).astype(float)
@@ -200,7 +201,7 @@ def test_missing_values_are_filled_with_the_training_mean_then_scaled(prepared):
 
 def test_audit_catches_a_scaler_fitted_on_all_rows_and_a_group_in_two_splits(prepared, tmp_path):
     store, features = prepared["store"], prepared["features"]
-    split = stacking.read_split(store, prepared["split"])
+    split = read_split(store, prepared["split"])
     leaky = ab_etl.fit_preprocessing(features, pd.Series("train", index=pd.Index(split["row_id"])))
     leaky_ref = ArtifactRef("scale", uuid.uuid4().hex)
     with store.writing(leaky_ref) as writer:
@@ -213,7 +214,7 @@ def test_audit_catches_a_scaler_fitted_on_all_rows_and_a_group_in_two_splits(pre
     moved.loc[moved.index[moved["group"] == group][0], "split"] = "validation"
     moved_ref = ArtifactRef("split", uuid.uuid4().hex)
     with store.writing(moved_ref) as writer:
-        writer.write_parquet(stacking.SPLIT, pa.Table.from_pandas(moved, preserve_index=False))
+        writer.write_parquet(SPLIT, pa.Table.from_pandas(moved, preserve_index=False))
     with pytest.raises(LeakageError, match="more than one split"):
         stacking.audit_leakage(features, moved_ref, prepared["prep"])
 
@@ -253,7 +254,7 @@ def members(prepared) -> dict[str, dict[str, ArtifactRef]]:
 
 def test_fold_networks_never_fit_or_embed_other_training_folds(prepared, members):
     store = prepared["store"]
-    split = stacking.read_split(store, prepared["split"])
+    split = read_split(store, prepared["split"])
     for source, by_fold in members.items():
         labelled = split["recordingmbid"].isin(stacking.read_labels(store, prepared["targets"], source).index)
         for fold, ref in by_fold.items():
@@ -287,7 +288,7 @@ def test_stacking_crossfit_and_insample_and_the_evaluation(prepared, members):
             report = crossfit[system][split_name]
             assert 0 <= report["roc_auc_macro"] <= 1 and 0 <= report["per_track"]["f_score"] <= 1
     # The threshold is the one chosen on training out-of-fold scores of the fold networks.
-    split = stacking.read_split(store, p["split"])
+    split = read_split(store, p["split"])
     labels = stacking.read_labels(store, p["targets"], "lastfm")
     train = split[(split["split"] == "train") & split["recordingmbid"].isin(labels.index)]
     scores = np.vstack([stacking.read_outputs(store, members["lastfm"][str(k)], "scores", train.loc[train["fold"] == k, "row_id"])

@@ -7,22 +7,18 @@ import json
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
+from flows.common import DEFAULT_TASK_THREADS, task_threads
+from mirflow.cluster import DaskPool
 from flows.gtzan import gtzan
 from mirflow.datasets import gtzan as gtzan_data
 from mirflow.params import GtzanParams
 
 BIN = Path(sys.executable).parent
-
-
-@pytest.fixture(scope="module")
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +77,36 @@ def test_flow_on_real_gtzan_clips(prefect_server, realdata, tmp_path):
     assert features["clips"] == 70
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert sum(metrics["models"]["mlp"][s]["n"] for s in ("train", "validation", "test")) == 70
+
+
+def test_task_thread_pool_is_sized_for_a_cluster_and_follows_prefects_setting():
+    """Each shard's task waits on a thread while Dask computes: the pool must not cap a
+    large cluster at a handful of shards, and Prefect's own setting must raise it."""
+    assert gtzan.task_runner._max_workers == task_threads() == DEFAULT_TASK_THREADS >= 64
+    from prefect.settings import PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS, temporary_settings
+
+    with temporary_settings(updates={PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS: 256}):
+        assert task_threads() == 256
+
+
+@pytest.mark.heavy
+def test_waiting_work_starts_largest_first():
+    """Shards differ in size; a large one started last would leave the other workers
+    idle at the end, so of the work waiting on the scheduler the highest priority (the
+    size) starts first. (Dask sends the first tasks of a group to the workers as they
+    arrive; ``plan_input_shards`` lists shards largest first for those.)"""
+    pool = DaskPool(None, 1)
+    sizes = (3, 40, 7, 19, 11, 2, 30, 5)
+    try:
+        pool.client().wait_for_workers(1)
+        with ThreadPoolExecutor(len(sizes) + 1) as threads:
+            busy = threads.submit(pool.run, time.sleep, 3.0)  # the only worker, while the rest queue
+            started = {}
+            for size in sizes:
+                time.sleep(0.1)  # arrive in this order
+                started[size] = threads.submit(pool.run, time.time, priority=size)
+            busy.result()
+            order = sorted(sizes, key=lambda size: started[size].result())
+    finally:
+        pool.close()
+    assert order == [3, 40, 30, 19, 11, 7, 5, 2]  # 3 went to the worker before the group queued

@@ -6,31 +6,25 @@ parameters refused naming the field.
 
 from __future__ import annotations
 
-import json
-from datetime import datetime, timezone
-
 import pytest
-import yaml
+from prefect_stack import (
+    PREFECT_FILE,
+    REPO,
+    Processes,
+    assert_run_outputs,
+    assert_upcoming_runs,
+    deploy_and_start_worker,
+    deployment_names,
+    read_deployment,
+    run_deployment,
+    run_logs,
+    tiny_params,
+    wait_for_final_state,
+)
 
 from flows import serve
 from mirflow import params as params_module
 from mirflow.cli import FLOWS, flow_function
-from prefect_stack import (
-    REPO,
-    PREFECT_FILE,
-    Processes,
-    work_pool,
-    deployment_names,
-    read_deployment,
-    tiny_params,
-    run_deployment,
-    wait_for_final_state,
-    run_logs,
-    assert_run_outputs,
-    Deployed,
-    deploy_and_start_worker,
-    assert_upcoming_runs,
-)
 
 
 def test_every_flow_has_a_scheduled_deployment_with_valid_parameters():

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.acousticbrainz_genre import acousticbrainz_genre
 from mirflow.datasets import acousticbrainz as ab
@@ -18,13 +17,7 @@ from mirflow.errors import LeakageError
 from mirflow.params import AcousticBrainzParams
 from mirflow.runs import Run
 
-SETTINGS = dict(n_workers=1, shard_size=100, folds=2, max_epochs=2, patience=1, batch_size=32, hidden=32)
-
-
-@pytest.fixture(scope="module")
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+SETTINGS = dict(n_workers=1, shard_size=100, folds=2, max_epochs=10, patience=3, batch_size=32, hidden=32)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +57,7 @@ def test_first_run_reports_every_source_system_and_split(first_run, workspace):
     mean_auc = {system: sum(metrics[f"{system}-{s}"]["test"]["roc_auc_macro"] for s in ab.SOURCES) / 4
                 for system in ("subtask1", "subtask2", "random")}
     assert mean_auc["subtask1"] > mean_auc["random"] + 0.1  # the generated genres are learnable
-    assert mean_auc["subtask2"] > mean_auc["random"] + 0.1
+    assert mean_auc["subtask2"] > mean_auc["random"] + 0.1, mean_auc
     for name in ("models/subtask1-discogs.pt", "models/subtask2-tagtraum.pt", "report.md", "manifest.json"):
         assert (run_dir / name).is_file(), name
 
@@ -109,14 +102,6 @@ def test_explain_names_what_would_rerun(first_run, workspace):
     assert not any(s["status"] == "computed" for s in result["stages"])
 
 
-def test_leakage_audit_fails_the_flow_for_a_scaler_fitted_on_all_rows(first_run, workspace, monkeypatch):
-    from mirflow import scaling
-
-    real_fit = scaling.fit_scaler_on_train
-
-    def fit_on_all_rows(X, split, **kwargs):
-        return real_fit(X, split.map(lambda _: "train"), **kwargs)
-
-    monkeypatch.setattr(scaling, "fit_scaler_on_train", fit_on_all_rows)
+def test_leakage_audit_fails_the_flow_for_a_scaler_fitted_on_all_rows(first_run, workspace, scaler_fitted_on_all_rows):
     with pytest.raises(LeakageError, match="fitted on all rows"):
         acousticbrainz_genre(params=params(workspace))

@@ -16,6 +16,7 @@ from mirflow import geo, msd_etl, regression
 from mirflow.datasets import msd
 from mirflow.errors import ConfigError, LeakageError
 from mirflow.featureset import TABLE, FeatureSet
+from mirflow.split_stage import read_split, write_split
 from mirflow.store import ArtifactRef, ArtifactStore
 from tasks.runtime import materialize
 
@@ -46,7 +47,7 @@ def pipeline(songs_dir, tmp_path_factory):
     paths = rel_paths(songs_dir)
     etl = [stage(store, "etl", msd_etl.write_etl_shard, str(songs_dir), paths[i::3], False) for i in range(3)]
     clean = FeatureSet(store, tuple(stage(store, "clean", msd_etl.write_clean_shard, store, ref) for ref in etl))
-    split = stage(store, "split", regression.write_group_split, clean, (0.6, 0.2, 0.2), 0, None, None)
+    split = stage(store, "split", write_split, clean, (0.6, 0.2, 0.2), 0, None, None, False)
     designs = {v: stage(store, "features", msd_etl.write_design, clean, split, v, 16, 2) for v in msd_etl.VARIANTS}
     grid = regression.model_grid(list(msd_etl.VARIANTS), ["lasso", "elasticnet"], [1e-4, 1e-2])
     fits = [(spec, stage(store, "train", regression.write_fit, store, designs[spec.variant], spec, 0.5, 5000, 1e-4)) for spec in grid]
@@ -159,12 +160,12 @@ def test_clean_real_songs(realdata):
 
 def test_split_keeps_every_artist_in_one_split_and_is_seeded(pipeline):
     store, clean = pipeline["store"], pipeline["clean"]
-    split = regression.read_split(store, pipeline["split"])
+    split = read_split(store, pipeline["split"])
     assert split.groupby("group")["split"].nunique().max() == 1
     counts = split["split"].value_counts()
     assert set(counts.index) == {"train", "validation", "test"} and counts["train"] > counts["test"]
-    again = regression.read_split(store, stage(store, "split", regression.write_group_split, clean, (0.6, 0.2, 0.2), 0, None, None))
-    other = regression.read_split(store, stage(store, "split", regression.write_group_split, clean, (0.6, 0.2, 0.2), 1, None, None))
+    again = read_split(store, stage(store, "split", write_split, clean, (0.6, 0.2, 0.2), 0, None, None, False))
+    other = read_split(store, stage(store, "split", write_split, clean, (0.6, 0.2, 0.2), 1, None, None, False))
     pd.testing.assert_frame_equal(split, again)
     assert not split["split"].equals(other["split"])
 
@@ -175,8 +176,8 @@ def test_split_from_a_file_and_folds_keep_artists_whole(pipeline, tmp_path):
     listed = songs.iloc[: len(songs) - 5].copy()
     listed["split"] = np.array(["train", "train", "val", "test"])[np.arange(len(listed)) % 4]
     listed[["row_id", "split"]].rename(columns={"row_id": "id"}).to_csv(tmp_path / "split.csv", index=False)
-    ref = stage(store, "split", regression.write_group_split, clean, (0.6, 0.2, 0.2), 0, str(tmp_path / "split.csv"), 2)
-    split = regression.read_split(store, ref)
+    ref = stage(store, "split", write_split, clean, (0.6, 0.2, 0.2), 0, str(tmp_path / "split.csv"), 2, False)
+    split = read_split(store, ref)
     assert split["row_id"].tolist() == listed["row_id"].tolist()  # rows the file leaves out are left out
     assert split["split"].tolist() == listed["split"].replace("val", "validation").tolist()
     train = split[split["split"] == "train"]
@@ -259,7 +260,7 @@ def test_model_grid_has_one_baseline_and_every_combination():
 def test_audit_passes_on_the_pipeline(pipeline):
     for design in pipeline["designs"].values():
         report = regression.audit_design_leakage(pipeline["store"], design, pipeline["split"])
-        assert report["scaler_rows"] == (regression.read_split(pipeline["store"], pipeline["split"])["split"] == "train").sum()
+        assert report["scaler_rows"] == (read_split(pipeline["store"], pipeline["split"])["split"] == "train").sum()
 
 
 def test_audit_catches_a_scaler_fitted_on_all_rows(pipeline, monkeypatch):
@@ -281,7 +282,7 @@ def test_audit_catches_an_artist_in_two_splits(pipeline, monkeypatch):
 
     monkeypatch.setattr(splits, "split_train_val_test", ignoring_groups)
     store, clean = pipeline["store"], pipeline["clean"]
-    split = stage(store, "split", regression.write_group_split, clean, (0.6, 0.2, 0.2), 0, None, None)
+    split = stage(store, "split", write_split, clean, (0.6, 0.2, 0.2), 0, None, None, False)
     design = stage(store, "features", msd_etl.write_design, clean, split, "hashed", 16, 2)
     with pytest.raises(LeakageError, match="groups appear in more than one split"):
         regression.audit_design_leakage(store, design, split)

@@ -12,7 +12,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from prefect_stack import (
     Processes,
     assert_run_outputs,

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import pytest
 from prefect import flow, task
-from prefect.testing.utilities import prefect_test_harness
 
 from mirflow.errors import DataError
 from tasks.common import STAGE_DEFAULTS
 
-
-@pytest.fixture(scope="module", autouse=True)
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
 def _stage_task(fn):

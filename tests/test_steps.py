@@ -11,6 +11,7 @@ import pytest
 from mirflow import steps
 from mirflow.errors import LeakageError
 from mirflow.featureset import FAILURES, TABLE, FeatureSet
+from mirflow.split_stage import SPLIT, read_split, write_split
 from mirflow.store import ArtifactRef, ArtifactStore
 
 
@@ -43,8 +44,8 @@ def test_predefined_split_file_and_k_folds(features, tmp_path):
     listing = pd.DataFrame({"id": [f"{g}.{i:05d}" for g in ("blues", "jazz", "rock") for i in range(9)]})
     listing["split"] = ["train"] * 15 + ["validation"] * 6 + ["test"] * 6
     listing.to_csv(tmp_path / "split.csv", index=False)
-    ref = _materialise(features.store, "split", steps.write_split, features, (0.7, 0.15, 0.15), 0, str(tmp_path / "split.csv"), 3)
-    split = steps.read_split(features.store, ref).set_index("row_id")
+    ref = _materialise(features.store, "split", write_split, features, (0.7, 0.15, 0.15), 0, str(tmp_path / "split.csv"), 3)
+    split = read_split(features.store, ref).set_index("row_id")
     assert len(split) == 27  # clips the file leaves out are left out
     assert split.loc["blues.00000", "split"] == "train" and split.loc["rock.00008", "split"] == "test"
     folds = split.loc[split["split"] == "train", "fold"]
@@ -53,9 +54,9 @@ def test_predefined_split_file_and_k_folds(features, tmp_path):
 
 def test_scaler_fits_train_rows_only_and_audit_catches_tampering(features):
     store = features.store
-    split_ref = _materialise(store, "split", steps.write_split, features, (0.6, 0.2, 0.2), 1, None, None)
+    split_ref = _materialise(store, "split", write_split, features, (0.6, 0.2, 0.2), 1, None, None)
     scaler_ref = _materialise(store, "scale", steps.write_scaler, features, split_ref, ("f1", "f2"), "standard", None, 8)
-    split = steps.read_split(store, split_ref)
+    split = read_split(store, split_ref)
     train_ids = split.loc[split["split"] == "train", "row_id"]
     table = features.read(["row_id", "f2"]).set_index("row_id")
     scaler = steps.read_preprocessing(store, scaler_ref).scaler
@@ -63,7 +64,33 @@ def test_scaler_fits_train_rows_only_and_audit_catches_tampering(features):
     assert steps.audit_leakage(features, split_ref, scaler_ref, ("f1", "f2"))["scaler_rows"] == len(train_ids)
 
     leaky = _materialise(store, "scale2", steps.write_scaler, features, _materialise(
-        store, "all", lambda w: w.write_parquet(steps.SPLIT, pa.Table.from_pandas(split.assign(split="train")))),
+        store, "all", lambda w: w.write_parquet(SPLIT, pa.Table.from_pandas(split.assign(split="train")))),
         ("f1", "f2"), "standard", None, 8)
     with pytest.raises(LeakageError, match="fitted on 30 rows"):
         steps.audit_leakage(features, split_ref, leaky, ("f1", "f2"))
+
+
+def test_shuffled_batches_cover_the_rows_once_and_the_window_holds_model_inputs(features):
+    """Each epoch: every wanted row once, in whole batches but the last, an order that
+    depends only on (seed, epoch); to_xy sees rows as they are read, never a window."""
+    from mirflow.featureset import FeatureBatchSource
+
+    wanted = [f"{g}.{i:05d}" for g in ("blues", "jazz", "rock") for i in range(8)]  # 24 of the 30 rows
+    seen_rows = []
+
+    def to_xy(frame: pd.DataFrame):
+        seen_rows.append(len(frame))
+        return frame[["f1"]].to_numpy(), frame["row_id"].to_numpy()
+
+    source = FeatureBatchSource(features, ["f1"], wanted, to_xy, batch_size=5, shuffle=True, seed=3)
+    source.SHUFFLE_WINDOW = 2  # a window of 10 rows: several per epoch
+
+    def epoch(number: int) -> list[list[str]]:
+        source.set_epoch(number)
+        return [list(ids) for _, ids in source]
+
+    first = epoch(1)
+    assert sorted(row for batch in first for row in batch) == sorted(wanted)
+    assert [len(batch) for batch in first] == [5, 5, 5, 5, 4]
+    assert max(seen_rows) <= 5  # read (and transformed) a batch at a time
+    assert epoch(1) == first and epoch(2) != first

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from prefect_stack import (
     BIN,
     REPO,

@@ -14,22 +14,15 @@ from pathlib import Path
 
 import pytest
 from distributed import Client
-from prefect.testing.utilities import prefect_test_harness
+from prefect_stack import BIN, Processes, wait_for
 
 from flows.gtzan import gtzan
 from mirflow.datasets import gtzan as gtzan_data
 from mirflow.params import GtzanParams
 from mirflow.runs import Run
-from prefect_stack import BIN, Processes, wait_for
 
 WORKERS = ("w0", "w1")
 COMPARED_STAGES = ("extract", "split", "scale")
-
-
-@pytest.fixture(scope="module")
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture
