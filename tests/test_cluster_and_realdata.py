@@ -110,3 +110,21 @@ def test_waiting_work_starts_largest_first():
     finally:
         pool.close()
     assert order == [3, 40, 30, 19, 11, 7, 5, 2]  # 3 went to the worker before the group queued
+
+
+def _malloc_trim_threshold():
+    import os
+
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+@pytest.mark.heavy
+def test_local_workers_start_without_dasks_malloc_trim_threshold():
+    """Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536, which slows librosa extraction on
+    workers (bench/workers.py measures it); mirflow's local cluster removes it."""
+    pool = DaskPool(None, 2)
+    try:
+        settings = pool.client().run(_malloc_trim_threshold)
+    finally:
+        pool.close()
+    assert list(settings.values()) == [None, None]
