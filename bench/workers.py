@@ -108,6 +108,7 @@ def _measure(shards: list[list[dict]], n_workers: int, environment: str, repeats
     from mirflow.cluster import DaskPool
     from mirflow.features import FeatureSettings
 
+    saved_environment = dict(os.environ)  # Dask's nanny writes its worker settings into this process
     cluster = _dask_default_cluster(n_workers) if environment == DASK_DEFAULT else None
     pool = DaskPool(cluster.scheduler_address if cluster else None, n_workers)
     passes = []
@@ -124,6 +125,8 @@ def _measure(shards: list[list[dict]], n_workers: int, environment: str, repeats
         pool.close()
         if cluster is not None:
             cluster.close()
+        os.environ.clear()  # later benchmarks must not inherit Dask's MALLOC_TRIM_THRESHOLD_
+        os.environ.update(saved_environment)
     best = min(passes, key=lambda r: r["seconds"])
     return {"workers": n_workers, "environment": environment, "worker_malloc_setting": settings, **best, "passes": passes}
 

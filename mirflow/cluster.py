@@ -9,6 +9,7 @@ of their own, and a re-run whose stages are all cached never starts a cluster.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -66,6 +67,12 @@ class DaskPool:
         # The scheduler and nannies log every worker start and stop at INFO: too chatty
         # beside the flow's own log.
         logging.getLogger("distributed").setLevel(logging.WARNING)
+        # Workers inherit this process's environment, and None in the config above only
+        # means "do not set": a variable already here stays. Dask's nanny writes its
+        # settings into the process that runs it, so any earlier default cluster in this
+        # process (or the user's shell) may have left MALLOC_TRIM_THRESHOLD_ behind; with
+        # it, extraction here took twice the CPU.
+        os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
         with dask.config.set(LOCAL_CLUSTER_CONFIG):
             # Processes, one thread each: librosa and h5py hold the GIL for much of their work.
             self._cluster = LocalCluster(

@@ -119,9 +119,11 @@ def _malloc_trim_threshold():
 
 
 @pytest.mark.heavy
-def test_local_workers_start_without_dasks_malloc_trim_threshold():
+def test_local_workers_start_without_dasks_malloc_trim_threshold(monkeypatch):
     """Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536, which slows librosa extraction on
-    workers (bench/workers.py measures it); mirflow's local cluster removes it."""
+    workers (bench/workers.py measures it); mirflow's local cluster removes it, even when
+    an earlier default Dask cluster in this process left it in the environment."""
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
     pool = DaskPool(None, 2)
     try:
         settings = pool.client().run(_malloc_trim_threshold)
