@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 LOCAL_CLUSTER_CONFIG = {
     # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 for workers. Setting it at all pins
     # glibc's mmap threshold, so every STFT-sized array is mmap'd and unmapped again:
-    # librosa feature extraction ran ~60 % slower. None removes the variable.
+    # librosa feature extraction ran ~60 % slower. None stops the nanny setting it
+    # (``_start_client`` also removes any copy already in this process's environment).
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
     # Send a worker only as many tasks as it has threads and keep the rest on the
     # scheduler, where they start by priority (shard stages: largest first). Dask's
@@ -67,11 +68,10 @@ class DaskPool:
         # The scheduler and nannies log every worker start and stop at INFO: too chatty
         # beside the flow's own log.
         logging.getLogger("distributed").setLevel(logging.WARNING)
-        # Workers inherit this process's environment, and None in the config above only
-        # means "do not set": a variable already here stays. Dask's nanny writes its
-        # settings into the process that runs it, so any earlier default cluster in this
-        # process (or the user's shell) may have left MALLOC_TRIM_THRESHOLD_ behind; with
-        # it, extraction here took twice the CPU.
+        # Workers inherit this process's environment, where an earlier default Dask
+        # cluster (its nanny writes its settings into the process running it) or the
+        # user's shell may have left MALLOC_TRIM_THRESHOLD_; with it, extraction here
+        # took twice the CPU.
         os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
         with dask.config.set(LOCAL_CLUSTER_CONFIG):
             # Processes, one thread each: librosa and h5py hold the GIL for much of their work.
