@@ -82,8 +82,8 @@ def _etl(data_dir: Path, store_dir: Path) -> dict:
     from mirflow import ab_etl
     from mirflow.cluster import DaskPool
     from mirflow.extraction import plan_shards
+    from mirflow.materialize import materialize
     from mirflow.store import ArtifactRef, ArtifactStore
-    from tasks.runtime import materialize
 
     store = ArtifactStore(str(store_dir))
     shards = plan_shards(ab_etl.feature_files(data_dir), SHARD_SIZE)

@@ -90,8 +90,8 @@ def _shards(rel_paths: list[str]) -> list[list[str]]:
 def _in_process(folder: Path, rel_paths: list[str], timbre: bool) -> dict:
     """The stage function in this process, shard after shard: files/s of one core."""
     from mirflow import msd_etl
+    from mirflow.materialize import materialize
     from mirflow.store import ArtifactRef, ArtifactStore
-    from tasks.runtime import materialize
 
     store = ArtifactStore(str(STORES / "msd-etl-inprocess"))
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -111,8 +111,8 @@ def _warm_up(folder: str, rel_paths: list[str]) -> float:
     process's first call pays for imports and the Parquet writer); returns this
     process's CPU seconds so far."""
     from mirflow import msd_etl
+    from mirflow.materialize import materialize
     from mirflow.store import ArtifactRef, ArtifactStore
-    from tasks.runtime import materialize
 
     if rel_paths:
         scratch = STORES / f"msd-etl-warm-{uuid.uuid4().hex}"
@@ -126,8 +126,8 @@ def _on_dask(folder: Path, rel_paths: list[str], n_workers: int) -> dict:
     """All shards on a local Dask cluster at once (the cluster start is not timed)."""
     from mirflow import msd_etl
     from mirflow.cluster import DaskPool
+    from mirflow.materialize import materialize
     from mirflow.store import ArtifactRef, ArtifactStore
-    from tasks.runtime import materialize
 
     store_dir = STORES / f"msd-etl-dask{n_workers}"
     shutil.rmtree(store_dir, ignore_errors=True)

@@ -136,7 +136,7 @@ def run(quick: bool) -> dict:
     warm_page_cache(data_dir)
     records = clip_records(data_dir)
     shards = [records[i :: N_SHARDS] for i in range(N_SHARDS)]  # every genre in every shard
-    repeats = 1 if quick else 3
+    repeats = 1 if quick else 5  # best of 5: one pass in three ran 5–10 % slow on this shared machine
     runs = [_measure_processes(shards, n, repeats) for n in (1, 2)]
     runs += [_measure(shards, n, env, repeats) for env in (MIRFLOW, DASK_DEFAULT) for n in (1, 2)]
     by_key = {(r["workers"], r["environment"]): r for r in runs}

@@ -2,14 +2,16 @@
 
 Each row is one clip (or one segment of a clip) with its identity columns, the
 tabular features of report 001 and its log-mel spectrogram as a float32 list (arrays,
-not PNG images). A clip that cannot be decoded becomes a failure record; it is never
+not PNG images), with the spectrogram's frame count and per-band sums beside it (the
+scale stage fits band statistics from those). A shard's table is written row group
+by row group as it is extracted, so a worker's memory does not grow with shard size. A clip that cannot be decoded becomes a failure record; it is never
 retried forever and never silently dropped.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +22,7 @@ from mirflow.audio import load_audio, segment_waveform
 from mirflow.errors import DataError
 from mirflow.features import FeatureSettings, extract_clip, feature_names
 from mirflow.featureset import FAILURES, TABLE
-from mirflow.steps import InputSpec
+from mirflow.steps import InputSpec, band_sums, spectrogram_summary_columns
 from mirflow.store import ArtifactWriter
 
 SHARD_ROW_GROUP = 32
@@ -69,23 +71,35 @@ def features_schema(settings: FeatureSettings) -> pa.Schema:
         pa.field("segment", pa.int32()),
     ]
     fields += [pa.field(name, pa.float64()) for name in feature_names(settings)]
-    fields += [pa.field(TENSOR_COLUMN, pa.large_list(pa.float32())), pa.field("logmel_frames", pa.int32())]
+    frames, band_sum, band_sum_sq = spectrogram_summary_columns(TENSOR_COLUMN)
+    fields += [
+        pa.field(TENSOR_COLUMN, pa.large_list(pa.float32())),
+        pa.field(frames, pa.int32()),
+        pa.field(band_sum, pa.list_(pa.float64(), settings.n_mels)),
+        pa.field(band_sum_sq, pa.list_(pa.float64(), settings.n_mels)),
+    ]
     return pa.schema(fields)
 
 
-def extract_shard(
-    clips: Sequence[dict], settings: FeatureSettings, segment_seconds: float | None
-) -> tuple[pa.Table, list[dict]]:
-    """Features for every clip of a shard; returns (table, failures)."""
+def iter_shard_row_groups(
+    clips: Sequence[dict], settings: FeatureSettings, segment_seconds: float | None, failures: list[dict]
+) -> Iterator[pa.Table]:
+    """Features for every clip of a shard, yielded as tables of ``SHARD_ROW_GROUP`` rows
+    (the last may be shorter) as soon as they are extracted, so the caller can write
+    each one out and a worker holds one row group, whatever the shard's size. Clips
+    that cannot be decoded are appended to ``failures``."""
+    schema = features_schema(settings)
+    frames_column, sum_column, square_column = spectrogram_summary_columns(TENSOR_COLUMN)
     rows: list[dict] = []
     logmels: list[np.ndarray] = []
-    failures: list[dict] = []
     for clip in clips:
         try:
             y = load_audio(clip["path"], sr=settings.sr)
             segments = segment_waveform(y, settings.sr, segment_seconds)
             for number, segment in enumerate(segments):
                 values, logmel = extract_clip(segment, settings)
+                logmel = logmel.astype(np.float32, copy=False)  # as stored
+                band_sum, band_sum_sq = band_sums(logmel)
                 row_id = clip["clip_id"] if segment_seconds is None else f"{clip['clip_id']}#{number:03d}"
                 rows.append(
                     {
@@ -96,31 +110,54 @@ def extract_shard(
                         "group": clip["group"],
                         "segment": number,
                         **values,
-                        "logmel_frames": logmel.shape[1],
+                        frames_column: logmel.shape[1],
+                        sum_column: band_sum,
+                        square_column: band_sum_sq,
                     }
                 )
-                logmels.append(logmel.astype(np.float32).ravel())
+                logmels.append(logmel.ravel())
+                if len(rows) == SHARD_ROW_GROUP:
+                    yield _row_group(rows, logmels, schema)
+                    rows, logmels = [], []
         except DataError as error:
             failures.append({"path": clip["rel_path"], "reason": error.reason})
-    schema = features_schema(settings)
-    if not rows:
-        return schema.empty_table(), failures
+    if rows:
+        yield _row_group(rows, logmels, schema)
+
+
+def _row_group(rows: list[dict], logmels: list[np.ndarray], schema: pa.Schema) -> pa.Table:
     # Spectrograms go in as one flat buffer plus offsets: building the list column
     # row by row (Table.from_pylist) cost about half as much as the extraction itself.
     offsets = np.concatenate([[0], np.cumsum([len(m) for m in logmels])]).astype(np.int64)
     columns = pa.Table.from_pylist(rows).to_pydict()
     columns[TENSOR_COLUMN] = pa.LargeListArray.from_arrays(offsets, np.concatenate(logmels))
-    return pa.table(columns).select(schema.names).cast(schema), failures
+    return pa.table(columns).select(schema.names).cast(schema)
+
+
+def extract_shard(
+    clips: Sequence[dict], settings: FeatureSettings, segment_seconds: float | None
+) -> tuple[pa.Table, list[dict]]:
+    """Features for every clip of a shard as one table; returns (table, failures)."""
+    failures: list[dict] = []
+    groups = list(iter_shard_row_groups(clips, settings, segment_seconds, failures))
+    return pa.concat_tables(groups) if groups else features_schema(settings).empty_table(), failures
 
 
 def write_feature_shard(writer: ArtifactWriter, clips: Sequence[dict], settings: dict, segment_seconds: float | None) -> dict:
-    """The extract stage: one shard's feature table and its failures, into one artifact."""
-    table, failures = extract_shard(clips, FeatureSettings(**settings), segment_seconds)
-    # Small row groups: readers stream a shard row group by row group, so a training
-    # batch never decodes a whole shard of spectrograms at once.
-    writer.write_parquet(TABLE, table, row_group_size=SHARD_ROW_GROUP)
+    """The extract stage: one shard's feature table and its failures, into one artifact.
+
+    Row groups are written as they are extracted (small ones: readers stream a shard
+    row group by row group, so a training batch never decodes a whole shard of
+    spectrograms either)."""
+    feature_settings = FeatureSettings(**settings)
+    failures: list[dict] = []
+    rows = writer.write_parquet_stream(
+        TABLE,
+        features_schema(feature_settings),
+        iter_shard_row_groups(clips, feature_settings, segment_seconds, failures),
+    )
     writer.write_json(FAILURES, failures)
-    return {"rows": table.num_rows, "failures": len(failures)}
+    return {"rows": rows, "failures": len(failures)}
 
 
 def audio_input_specs(sample_rate: int, cnn_frames: int) -> tuple[dict, dict[str, InputSpec]]:

@@ -75,19 +75,29 @@ def write_scaler(
     return {"kind": kind, "fitted_rows": int((split == "train").sum())}
 
 
+def spectrogram_summary_columns(column: str) -> tuple[str, str, str]:
+    """The per-row columns stored beside a spectrogram column: its frame count and, per
+    band, the sum and the sum of squares of its values. The scale stage fits band
+    statistics from these alone, without decoding a single spectrogram."""
+    return f"{column}_frames", f"{column}_band_sum", f"{column}_band_sum_sq"
+
+
+def band_sums(spectrogram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band sum and sum of squares of one (bands, frames) spectrogram, in float64."""
+    values = spectrogram.astype(np.float64)
+    return values.sum(axis=1), np.square(values).sum(axis=1)
+
+
 def _band_statistics(features: FeatureSet, train_ids: set[str], column: str, n_mels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band mean/std of training spectrograms, streamed (never all in memory)."""
-    total = np.zeros(n_mels)
-    total_sq = np.zeros(n_mels)
-    frames = 0
-    for frame in features.iter_batches([column], train_ids, batch_size=64):
-        for values in frame[column]:
-            spec = np.asarray(values, dtype=np.float64).reshape(n_mels, -1)
-            total += spec.sum(axis=1)
-            total_sq += (spec**2).sum(axis=1)
-            frames += spec.shape[1]
-    mean = total / max(frames, 1)
-    std = np.sqrt(np.maximum(total_sq / max(frames, 1) - mean**2, 1e-12))
+    """Per-band mean/std over every frame of the training spectrograms, from their per-row sums."""
+    frames_column, sum_column, square_column = spectrogram_summary_columns(column)
+    rows = features.read(["row_id", frames_column, sum_column, square_column])
+    rows = rows[rows["row_id"].isin(train_ids)]
+    frames = max(int(rows[frames_column].sum()), 1)
+    total = np.sum(np.stack(rows[sum_column].to_list()), axis=0) if len(rows) else np.zeros(n_mels)
+    total_sq = np.sum(np.stack(rows[square_column].to_list()), axis=0) if len(rows) else np.zeros(n_mels)
+    mean = total / frames
+    std = np.sqrt(np.maximum(total_sq / frames - mean**2, 1e-12))
     return mean.astype(np.float32), std.astype(np.float32)
 
 

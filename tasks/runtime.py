@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import get_run_logger
 from pydantic import BaseModel
 
-from mirflow import memory, progress
+from mirflow import progress
 from mirflow.cluster import DaskPool
 from mirflow.fingerprint import code_hash, stable_hash
+from mirflow.materialize import StageFunction, materialize
 from mirflow.store import ArtifactRef, ArtifactStore, ArtifactWriter
 
 
@@ -44,8 +43,9 @@ class RunContext:
         self.progress.advance(entry["stage"])
 
     def close(self) -> None:
-        """End of the run, failed or not: stop the Dask pool and the progress display."""
-        self.pool.close()
+        """End of the run, failed or not: stop the Dask pool (its workers exit in the
+        background) and the progress display."""
+        self.pool.close(wait=False)
         self.progress.close()
 
     def forced(self, stage: str) -> bool:
@@ -103,37 +103,6 @@ class StageProgress:
             self._bars.stop()
 
 
-StageFunction = Callable[..., Any]  # fn(writer: ArtifactWriter, *args) -> summary
-
-
-def materialize(store: ArtifactStore, ref: ArtifactRef, meta: dict, func: StageFunction, args: tuple) -> dict:
-    """Run ``func(writer, *args)`` into a new artifact. Runs on a worker or locally.
-
-    Its peak memory is the stage's own where it has the process to itself (a one-thread
-    Dask worker); in the flow process, whose threads run several stages, it is the
-    process's peak so far (``peak_rss_scope`` says which)."""
-    scope = "stage" if _alone_in_process() and memory.reset_peak_rss() else "process"
-    started = time.perf_counter()
-    with store.writing(ref, meta) as writer:
-        summary = func(writer, *args) or {}
-        writer.write_json("summary.json", summary)
-    return {
-        "seconds": time.perf_counter() - started,
-        "peak_rss_bytes": memory.peak_rss_bytes(),
-        "peak_rss_scope": scope,
-        "summary": summary,
-    }
-
-
-def _alone_in_process() -> bool:
-    try:
-        from distributed import get_worker
-
-        return get_worker().state.nthreads == 1
-    except (ImportError, ValueError):  # ValueError: not on a Dask worker
-        return False
-
-
 def run_stage(
     ctx: RunContext,
     stage: str,
@@ -188,4 +157,4 @@ def is_transient(task, task_run, state) -> bool:
     return False
 
 
-__all__ = ["ArtifactWriter", "RunContext", "is_transient", "materialize", "run_stage"]
+__all__ = ["ArtifactWriter", "RunContext", "is_transient", "run_stage"]

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from flows.common import DEFAULT_TASK_THREADS, task_threads
-from mirflow.cluster import DaskPool
 from flows.gtzan import gtzan
+from mirflow.cluster import DaskPool
 from mirflow.datasets import gtzan as gtzan_data
 from mirflow.params import GtzanParams
 
@@ -61,7 +61,11 @@ def test_flow_runs_on_an_existing_dask_cluster(prefect_server, dask_cluster, tmp
 
     with Client(dask_cluster) as client:
         done = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
+        loaded = client.run(lambda: "prefect" in sys.modules)
     assert {"extract", "train"} <= set(done)  # the stages really ran on that cluster
+    # Workers run plain stage functions: they never import Prefect, let alone start a
+    # temporary Prefect server of their own.
+    assert list(loaded.values()) == [False, False]
     metrics = json.loads((Path(result["run_dir"]) / "metrics.json").read_text())
     assert set(metrics["models"]) == {"mlp", "cnn"}
 

@@ -16,9 +16,9 @@ from mirflow import geo, msd_etl, regression
 from mirflow.datasets import msd
 from mirflow.errors import ConfigError, LeakageError
 from mirflow.featureset import TABLE, FeatureSet
+from mirflow.materialize import materialize
 from mirflow.split_stage import read_split, write_split
 from mirflow.store import ArtifactRef, ArtifactStore
-from tasks.runtime import materialize
 
 RICK = "TRAXLZU12903D05F94"
 

@@ -1,8 +1,18 @@
-"""Content-defined shards: inserting a file changes only the shard it lands in."""
+"""Content-defined shards: inserting a file changes only the shard it lands in; a shard's
+feature table is written row group by row group as it is extracted."""
 
+import io
+
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
+from mirflow import extraction
+from mirflow.errors import AudioDecodeError
 from mirflow.extraction import plan_shards
+from mirflow.features import FeatureSettings
+from mirflow.featureset import FAILURES, TABLE
+from mirflow.store import ArtifactRef, ArtifactStore
 
 
 def _clips(names):
@@ -28,3 +38,53 @@ def test_shards_mix_labels_and_cover_every_clip():
     shards = plan_shards(clips, 20)
     assert sorted(c["rel_path"] for s in shards for c in s.clips) == sorted(names)
     assert all(len({c["label"] for c in s.clips}) > 1 for s in shards if len(s.clips) >= 10)
+
+
+def _decode_or_fail(decoded: list[str]):
+    """A stand-in for load_audio: half a second of noise, or a DataError for 'bad' files."""
+
+    def load(path, sr):
+        decoded.append(path)
+        if "bad" in path:
+            raise AudioDecodeError(path, "not audio")
+        return np.random.default_rng(len(decoded)).normal(0, 0.1, sr // 2).astype(np.float32)
+
+    return load
+
+
+def _records(n_good: int, n_bad: int) -> list[dict]:
+    names = [f"good{i:03d}.wav" for i in range(n_good)] + [f"bad{i}.wav" for i in range(n_bad)]
+    return [{"clip_id": n, "path": n, "rel_path": n, "label": "x", "group": n} for n in names]
+
+
+def test_row_groups_are_yielded_before_the_next_clip_is_decoded(monkeypatch):
+    decoded: list[str] = []
+    monkeypatch.setattr(extraction, "load_audio", _decode_or_fail(decoded))
+    groups = extraction.iter_shard_row_groups(_records(40, 0), FeatureSettings(), None, [])
+    first = next(groups)
+    # A worker holds one row group, never the whole shard: the 33rd clip is untouched.
+    assert first.num_rows == extraction.SHARD_ROW_GROUP and len(decoded) == extraction.SHARD_ROW_GROUP
+    assert [g.num_rows for g in groups] == [40 - extraction.SHARD_ROW_GROUP]
+
+
+def test_feature_shard_artifact_is_written_row_group_by_row_group(monkeypatch, tmp_path):
+    monkeypatch.setattr(extraction, "load_audio", _decode_or_fail([]))
+    store, ref = ArtifactStore(str(tmp_path)), ArtifactRef("extract", "ef" * 32)
+    settings = FeatureSettings().as_dict()
+    with store.writing(ref) as writer:
+        counts = extraction.write_feature_shard(writer, _records(35, 2), settings, None)
+    assert counts == {"rows": 35, "failures": 2}
+    table = store.read_parquet(ref, TABLE)
+    assert table.schema == extraction.features_schema(FeatureSettings())
+    assert table.column("row_id").to_pylist() == [f"good{i:03d}.wav" for i in range(35)]
+    metadata = pq.ParquetFile(io.BytesIO(store.read_bytes(ref, TABLE))).metadata
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [extraction.SHARD_ROW_GROUP, 35 - extraction.SHARD_ROW_GROUP]
+    assert [f["path"] for f in store.read_json(ref, FAILURES)] == ["bad0.wav", "bad1.wav"]
+
+
+def test_shard_of_only_unreadable_clips_writes_an_empty_table(monkeypatch, tmp_path):
+    monkeypatch.setattr(extraction, "load_audio", _decode_or_fail([]))
+    store, ref = ArtifactStore(str(tmp_path)), ArtifactRef("extract", "0f" * 32)
+    with store.writing(ref) as writer:
+        assert extraction.write_feature_shard(writer, _records(0, 1), FeatureSettings().as_dict(), None)["rows"] == 0
+    assert store.read_parquet(ref, TABLE).num_rows == 0

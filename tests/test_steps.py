@@ -23,6 +23,13 @@ def features(tmp_path):
     clips = [f"{g}.{i:05d}" for g in genres for i in range(10)]
     frame = pd.DataFrame({"row_id": clips, "clip_id": clips, "label": [c.split(".")[0] for c in clips], "group": clips,
                           "f1": rng.normal(size=30), "f2": rng.normal(5, 2, size=30)})
+    # Spectrograms of 4 bands and varying length, with the per-row summaries extraction stores.
+    spectrograms = [rng.normal(band, 1 + band, size=(4, 5 + i % 4)).astype(np.float32) * (i + 1) for i, band in
+                    enumerate(np.arange(30) % 4)]
+    frames, band_sum, band_sum_sq = steps.spectrogram_summary_columns("logmel")
+    frame["logmel"] = [s.ravel() for s in spectrograms]
+    frame[frames] = [s.shape[1] for s in spectrograms]
+    frame[band_sum], frame[band_sum_sq] = zip(*(steps.band_sums(s) for s in spectrograms))
     shards = []
     for index, part in enumerate(frame.iloc[i::3] for i in range(3)):
         ref = ArtifactRef("extract", f"{index:02d}" * 32)
@@ -68,6 +75,19 @@ def test_scaler_fits_train_rows_only_and_audit_catches_tampering(features):
         ("f1", "f2"), "standard", None, 8)
     with pytest.raises(LeakageError, match="fitted on 30 rows"):
         steps.audit_leakage(features, split_ref, leaky, ("f1", "f2"))
+
+
+def test_band_statistics_from_per_row_sums_equal_those_of_the_training_frames(features):
+    store = features.store
+    split_ref = _materialise(store, "split", write_split, features, (0.6, 0.2, 0.2), 1, None, None)
+    scaler_ref = _materialise(store, "scale", steps.write_scaler, features, split_ref, ("f1", "f2"), "standard",
+                              "logmel", 4)
+    split = read_split(store, split_ref)
+    train = features.read(["row_id", "logmel"]).set_index("row_id").loc[split.loc[split["split"] == "train", "row_id"]]
+    frames = np.concatenate([np.asarray(v, np.float64).reshape(4, -1) for v in train["logmel"]], axis=1)
+    prep = steps.read_preprocessing(store, scaler_ref)
+    np.testing.assert_allclose(prep.band_mean, frames.mean(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(prep.band_std, frames.std(axis=1), rtol=1e-5)
 
 
 def test_shuffled_batches_cover_the_rows_once_and_the_window_holds_model_inputs(features):
