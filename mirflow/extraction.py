@@ -4,8 +4,9 @@ Each row is one clip (or one segment of a clip) with its identity columns, the
 tabular features of report 001 and its log-mel spectrogram as a float32 list (arrays,
 not PNG images), with the spectrogram's frame count and per-band sums beside it (the
 scale stage fits band statistics from those). A shard's table is written row group
-by row group as it is extracted, so a worker's memory does not grow with shard size. A clip that cannot be decoded becomes a failure record; it is never
-retried forever and never silently dropped.
+by row group as it is extracted, so a worker's memory does not grow with shard size.
+A clip that cannot be decoded becomes a failure record; it is never retried forever
+and never silently dropped.
 """
 
 from __future__ import annotations
