@@ -78,7 +78,8 @@ def test_feature_shard_artifact_is_written_row_group_by_row_group(monkeypatch, t
     assert table.schema == extraction.features_schema(FeatureSettings())
     assert table.column("row_id").to_pylist() == [f"good{i:03d}.wav" for i in range(35)]
     metadata = pq.ParquetFile(io.BytesIO(store.read_bytes(ref, TABLE))).metadata
-    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [extraction.SHARD_ROW_GROUP, 35 - extraction.SHARD_ROW_GROUP]
+    group_sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+    assert group_sizes == [extraction.SHARD_ROW_GROUP, 35 - extraction.SHARD_ROW_GROUP]
     assert [f["path"] for f in store.read_json(ref, FAILURES)] == ["bad0.wav", "bad1.wav"]
 
 
