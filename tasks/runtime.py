@@ -20,7 +20,7 @@ from mirflow import progress
 from mirflow.cluster import DaskPool
 from mirflow.fingerprint import code_hash, stable_hash
 from mirflow.materialize import StageFunction, materialize
-from mirflow.store import ArtifactRef, ArtifactStore, ArtifactWriter
+from mirflow.store import ArtifactRef, ArtifactStore
 
 
 @dataclass
@@ -157,4 +157,4 @@ def is_transient(task, task_run, state) -> bool:
     return False
 
 
-__all__ = ["ArtifactWriter", "RunContext", "is_transient", "run_stage"]
+__all__ = ["RunContext", "is_transient", "run_stage"]
