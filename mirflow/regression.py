@@ -3,10 +3,10 @@ scaling fitted on training rows, Lasso/ElasticNet fits and their evaluation.
 
 A design artifact holds the unscaled matrix (``matrix.npz``: a dense-valued numeric block
 first, then sparse columns), its rows (``rows.parquet``: row_id, group, split, y), the
-column names and two train-only scalers: true min-max for the numeric block, and
-max-|x| for the sparse block (min-max to [0, 1] for nonnegative sparse columns, without
-losing sparsity). Models see the scaled matrix; the leakage audit refits the scalers on
-the unscaled one.
+column names and two train-only scalers: min-max for the numeric block, and max-|x|
+for the sparse block (min-max to [0, 1] for nonnegative sparse columns, without losing
+sparsity). Models see the scaled matrix; the leakage audit refits the scalers on the
+unscaled one.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def save_design(
     split = pd.Series(rows["split"].to_numpy(), index=rows["row_id"].to_numpy())
     scalers = {
         "numeric": scaling.fit_scaler_on_train(numeric, split, kind="minmax", columns=numeric_names),
-        "sparse": scaling.fit_scaler_on_train(sparse, split, kind="minmax", columns=sparse_names),
+        "sparse": scaling.fit_scaler_on_train(sparse, split, kind="maxabs", columns=sparse_names),
     }
     raw = sp.hstack([sp.csr_matrix(numeric), sparse], format="csr")
     buffer = io.BytesIO()

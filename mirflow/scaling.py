@@ -1,13 +1,19 @@
 """Feature scaling fitted on training rows only, and the audit that proves it.
 
 X may be a numpy array, a DataFrame (rows matched to the split by index) or a scipy
-sparse matrix (rows matched by position, like numpy). Sparse data is never centred, so
-it stays sparse: ``standard`` divides by the standard deviation only (sklearn's
-``with_mean=False``) and ``minmax`` divides by the column's max |x| (the same as
-min-max to [0, 1] for nonnegative columns that contain a zero).
+sparse matrix (rows matched by position, like numpy). The statistics are scikit-learn's:
+``standard`` is ``StandardScaler`` (on sparse X ``with_mean=False``: divided by the
+standard deviation only, so it stays sparse), ``minmax`` is ``MinMaxScaler`` (dense
+only: it centres) and ``maxabs`` is ``MaxAbsScaler`` (divided by the column's max |x|;
+min-max to [0, 1] for nonnegative columns that contain a zero, without losing sparsity).
+All are NaN-aware; constant and near-constant columns get scale 1, all-NaN ones (0, 1).
 
-A ``FittedScaler`` records how many rows it was fitted on and a SHA-256 of their sorted
-ids, so ``audit_scaler`` can check a saved scaler against the data and the split.
+Kept here, not in sklearn: the saved form. A ``FittedScaler`` is the fitted affine map
+``x' = (x - center) / scale`` as JSON (no pickled estimator, so any sklearn version reads
+a run folder's scaler) plus how many rows it was fitted on and a SHA-256 of their sorted
+ids, so ``audit_scaler`` can refit on the training rows and check a saved scaler
+against the data and the split. Applying that map is the transform of all three
+scalers; done here it keeps float32 output and CSR input sparse.
 """
 
 from __future__ import annotations
@@ -24,13 +30,12 @@ import scipy.sparse as sp
 from mirflow.errors import ConfigError, LeakageError
 from mirflow.splits import audit_group_overlap, validate_split
 
-KINDS = ("standard", "minmax")
+KINDS = ("standard", "minmax", "maxabs")
 _RTOL = 1e-5
-_STAT_NAMES = {  # (kind, sparse) -> names of (center, scale) in audit messages
-    ("standard", False): ("mean", "std"),
-    ("standard", True): ("mean", "std"),
-    ("minmax", False): ("min", "range"),
-    ("minmax", True): ("min", "max |x|"),
+_STAT_NAMES = {  # kind -> names of (center, scale) in audit messages
+    "standard": ("mean", "std"),
+    "minmax": ("min", "range"),
+    "maxabs": ("center", "max |x|"),
 }
 
 
@@ -100,14 +105,16 @@ def apply_scaler(scaler: FittedScaler, X):
 
 
 def fill_missing_with_train_mean(X, split: pd.Series) -> tuple[np.ndarray | pd.DataFrame, np.ndarray]:
-    """Replace NaN by the training rows' column means (0 where a column has no training value)."""
+    """Replace NaN by the training rows' column means (0 where a column has no training
+    value): sklearn's ``SimpleImputer`` fitted on the training rows."""
+    from sklearn.impute import SimpleImputer  # here for the same reason as in _column_stats
+
     if sp.issparse(X):
         raise ConfigError("fill_missing_with_train_mean takes dense X (numpy or DataFrame), got a sparse matrix")
     train, _ = _train_rows(X, split, None)
-    values = np.array(X, dtype=np.float64)
-    means = np.nan_to_num(_nanmean(values[train]), nan=0.0)
-    missing = np.isnan(values)
-    values[missing] = np.broadcast_to(means, values.shape)[missing]
+    values = np.asarray(X, dtype=np.float64)
+    imputer = SimpleImputer(keep_empty_features=True).fit(values[train])
+    means, values = imputer.statistics_, imputer.transform(values)
     filled = pd.DataFrame(values, index=X.index, columns=X.columns) if isinstance(X, pd.DataFrame) else values
     return filled, means
 
@@ -127,7 +134,7 @@ def audit_scaler(scaler: FittedScaler, X, split: pd.Series, row_ids: Sequence | 
     elif scaler.rows_sha256 != fingerprint_rows(ids[train]):
         problems.append("scaler was fitted on other rows than the training split's (row-id fingerprint differs)")
     center, scale = _column_stats(_rows(X, train), scaler.kind)
-    center_name, scale_name = _STAT_NAMES[(scaler.kind, sp.issparse(X))]
+    center_name, scale_name = _STAT_NAMES[scaler.kind]
     for name, saved, actual in ((center_name, scaler.center, center), (scale_name, scaler.scale, scale)):
         differs = np.flatnonzero(~np.isclose(saved, actual, rtol=_RTOL, atol=1e-12))
         for col in differs[:5]:
@@ -179,47 +186,29 @@ def _train_rows(X, split: pd.Series, row_ids: Sequence | None) -> tuple[np.ndarr
 
 def _rows(X, mask: np.ndarray):
     if sp.issparse(X):
-        return sp.csr_matrix(X)[np.flatnonzero(mask)]
+        return sp.csr_matrix(X, dtype=np.float64)[np.flatnonzero(mask)]
     return np.asarray(X)[mask].astype(np.float64)
 
 
 def _column_stats(X, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """(center, scale) per column, in float64; all-NaN columns get (0, 1), constant ones scale 1."""
-    if sp.issparse(X):
-        center, scale = _sparse_stats(sp.csc_matrix(X, dtype=np.float64), kind)
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns, handled below
-            if kind == "standard":
-                center, scale = _nanmean(X), np.nanstd(X, axis=0)
-            else:
-                center = np.nanmin(X, axis=0)
-                scale = np.nanmax(X, axis=0) - center
-    center = np.nan_to_num(center, nan=0.0)
-    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
-    return center, scale
+    """(center, scale) per column, in float64, from the sklearn scaler of this kind."""
+    # Imported here: the CLI's light commands import this module through steps.
+    from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, StandardScaler
 
-
-def _sparse_stats(X: sp.csc_matrix, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """Uncentred statistics over all rows (implicit zeros included, NaN skipped)."""
-    nan = np.isnan(X.data)
-    col_of_data = np.repeat(np.arange(X.shape[1]), np.diff(X.indptr))
-    valid = X.shape[0] - np.bincount(col_of_data[nan], minlength=X.shape[1])
-    data = np.where(nan, 0.0, X.data)
-    if kind == "minmax":
-        max_abs = np.zeros(X.shape[1])
-        np.maximum.at(max_abs, col_of_data, np.abs(data))
-        return np.zeros(X.shape[1]), max_abs
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.bincount(col_of_data, weights=data, minlength=X.shape[1]) / valid
-        mean_sq = np.bincount(col_of_data, weights=data**2, minlength=X.shape[1]) / valid
-    return np.zeros(X.shape[1]), np.sqrt(np.maximum(mean_sq - mean**2, 0.0))
-
-
-def _nanmean(values: np.ndarray) -> np.ndarray:
+    if sp.issparse(X) and kind == "minmax":
+        raise ConfigError("minmax scaling centres, so it cannot keep sparse X sparse; use maxabs")
+    zeros = np.zeros(X.shape[1])
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN
-        return np.nanmean(values, axis=0)
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns, handled below
+        if kind == "standard":
+            fitted = StandardScaler(with_mean=not sp.issparse(X)).fit(X)
+            center, scale = (zeros if sp.issparse(X) else fitted.mean_), fitted.scale_
+        elif kind == "minmax":
+            fitted = MinMaxScaler().fit(X)
+            center, scale = fitted.data_min_, 1.0 / fitted.scale_  # sklearn's scale_ is 1 / range
+        else:
+            center, scale = zeros, MaxAbsScaler().fit(X).scale_
+    return np.nan_to_num(center, nan=0.0), np.nan_to_num(scale, nan=1.0)
 
 
 def _column_names(X, columns: Sequence[str] | None) -> tuple[str, ...]:

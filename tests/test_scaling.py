@@ -121,14 +121,47 @@ def test_sparse_input_stays_sparse_and_is_never_centred():
     standard = fit_scaler_on_train(matrix, split)
     assert np.allclose(standard.scale, StandardScaler(with_mean=False).fit(train).scale_)
     assert not standard.center.any()
-    minmax = fit_scaler_on_train(matrix, split, kind="minmax")
-    assert np.allclose(minmax.scale, MaxAbsScaler().fit(train).scale_)
+    maxabs = fit_scaler_on_train(matrix, split, kind="maxabs")
+    assert np.allclose(maxabs.scale, MaxAbsScaler().fit(train).scale_)
 
-    scaled = apply_scaler(minmax, matrix)
+    scaled = apply_scaler(maxabs, matrix)
     assert sp.issparse(scaled) and scaled.nnz == matrix.nnz and scaled.dtype == np.float32
     assert np.allclose(scaled.toarray(), MaxAbsScaler().fit(train).transform(matrix).toarray(), atol=1e-6)
-    assert audit_scaler(minmax, matrix, split) == []
-    assert audit_scaler(fit_scaler_on_train(matrix, split.map(lambda s: "train"), kind="minmax"), matrix, split)
+    assert audit_scaler(maxabs, matrix, split) == []
+    assert audit_scaler(fit_scaler_on_train(matrix, split.map(lambda s: "train"), kind="maxabs"), matrix, split)
+    with pytest.raises(ConfigError, match="minmax scaling centres.*use maxabs"):
+        fit_scaler_on_train(matrix, split, kind="minmax")
+
+
+SKLEARN = {  # kind -> the sklearn scaler and its (center, scale) of x' = (x - center) / scale
+    "standard": (StandardScaler, lambda fitted: (fitted.mean_, fitted.scale_)),
+    "minmax": (MinMaxScaler, lambda fitted: (fitted.data_min_, 1 / fitted.scale_)),
+    "maxabs": (MaxAbsScaler, lambda fitted: (0.0, fitted.scale_)),
+}
+
+
+@pytest.mark.parametrize("kind", SKLEARN)
+def test_statistics_and_output_are_sklearns_on_the_training_rows(data, kind):
+    frame, split, _ = data
+    frame.iloc[[2, 70], [0, 2]] = np.nan  # NaN in training and test rows: ignored by the fit, kept by apply
+    values, train = frame.to_numpy(), (split == "train").to_numpy()
+    scaler = fit_scaler_on_train(frame, split, kind=kind)
+    estimator, affine = SKLEARN[kind]
+    reference = estimator().fit(values[train])
+    center, scale = affine(reference)
+    np.testing.assert_allclose(scaler.center, center, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(scaler.scale, scale, rtol=1e-12)
+    np.testing.assert_allclose(apply_scaler(scaler, frame).to_numpy(), reference.transform(values), rtol=1e-6, atol=1e-6)
+
+
+def test_near_constant_training_column_is_not_blown_up(data):
+    """0.1 is not exact in binary: its std over 60 equal values is ~4e-17, not 0. Dividing
+    by that made any other value ~1e16; sklearn's scalers treat the column as constant."""
+    frame, split, _ = data
+    frame["constant"] = np.where(split == "train", 0.1, 0.6)
+    scaler = fit_scaler_on_train(frame, split)
+    assert scaler.scale[3] == 1.0
+    assert apply_scaler(scaler, frame)["constant"].max() == pytest.approx(0.5)
 
 
 def test_a_centring_scaler_refuses_sparse_input(data):
