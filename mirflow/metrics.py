@@ -112,8 +112,8 @@ def multilabel_report(Y_true, scores, label_names: Sequence[str], threshold: flo
         both_classes = 0 < truth[:, j].sum() < len(truth)
         aucs[str(name)] = float(skm.roc_auc_score(truth[:, j], scores[:, j])) if both_classes else None
     scored = [v for v in aucs.values() if v is not None]
-    track_p, track_r, track_f = _per_track(truth, predicted)
-    label_p, label_r, label_f = _per_label(truth, predicted)
+    track_p, track_r, track_f = _prf_by_column(truth.T, predicted.T)  # a track is a column of the transpose
+    label_p, label_r, label_f = _prf_by_column(truth, predicted)
     return {
         "n_tracks": int(len(truth)),
         "n_labels": len(label_names),
@@ -182,26 +182,20 @@ def binary_report(y_true, scores) -> dict:
 # and the reported scores are the MEANS over tracks of P, R and of the per-track F
 # (not F of the mean P and R). Tracks without true labels are left out (the task
 # guarantees at least one). Per label: P = TP/predicted (0 when none), R = TP/true,
-# over labels with at least one true track, then averaged over labels.
-def _per_track(truth: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    true_positives = (truth & predicted).sum(axis=1)
-    n_true, n_pred = truth.sum(axis=1), predicted.sum(axis=1)
-    keep = n_true > 0
-    return _prf(true_positives[keep], n_pred[keep], n_true[keep])
-
-
-def _per_label(truth: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    true_positives = (truth & predicted).sum(axis=0)
-    n_true, n_pred = truth.sum(axis=0), predicted.sum(axis=0)
-    keep = n_true > 0
-    return _prf(true_positives[keep], n_pred[keep], n_true[keep])
-
-
-def _prf(tp: np.ndarray, n_pred: np.ndarray, n_true: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    precision = np.divide(tp, n_pred, out=np.zeros(len(tp)), where=n_pred > 0)
-    recall = tp / n_true
-    total = precision + recall
-    f_score = np.divide(2 * precision * recall, total, out=np.zeros(len(tp)), where=total > 0)
+# over labels with at least one true track, then averaged over labels. Both are
+# sklearn's per-column precision_recall_fscore_support(zero_division=0): per label on
+# the indicator, per track on its transpose.
+def _prf_by_column(truth: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """P, R and F of each column of a 0/1 indicator that has a true row."""
+    keep = truth.any(axis=0)
+    truth, predicted = truth[:, keep], predicted[:, keep]
+    if truth.shape[1] == 0:
+        return np.empty(0), np.empty(0), np.empty(0)
+    if truth.shape[1] == 1:  # sklearn reads one column as a binary target: score its True class
+        truth, predicted, options = truth[:, 0], predicted[:, 0], {"labels": [True]}
+    else:
+        options = {"average": None}
+    precision, recall, f_score, _ = skm.precision_recall_fscore_support(truth, predicted, zero_division=0, **options)
     return precision, recall, f_score
 
 

@@ -109,6 +109,33 @@ def test_multilabel_report_takes_a_sparse_indicator():
         multilabel_report(TRUTH, SCORES, LABELS[:3], threshold=0.5)
 
 
+def test_multilabel_scores_are_sklearns_precision_recall_fscore_support():
+    rng = np.random.default_rng(7)
+    truth = (rng.random((60, 6)) < 0.3).astype(int)
+    truth[:, 5] = 0  # a label without true tracks: left out of the per-label means
+    truth[:4] = 0  # tracks without true labels: left out of the per-track means
+    scores = rng.random(truth.shape)
+    report = multilabel_report(truth, scores, [f"l{j}" for j in range(6)], threshold=0.6)
+    predicted = scores >= 0.6
+    p, r, f, support = skm.precision_recall_fscore_support(truth, predicted, average=None, zero_division=0)
+    labelled = support > 0
+    expected = {"precision": p[labelled].mean(), "recall": r[labelled].mean(), "f_score": f[labelled].mean(), "n": 5}
+    assert report["per_label"] == pytest.approx(expected, rel=1e-12)
+    tracks = truth.any(axis=1)
+    p, r, f, _ = skm.precision_recall_fscore_support(truth[tracks], predicted[tracks], average="samples", zero_division=0)
+    expected = {"precision": p, "recall": r, "f_score": f, "n": int(tracks.sum())}
+    assert report["per_track"] == pytest.approx(expected, rel=1e-12) and expected["n"] < 56
+
+
+def test_multilabel_report_with_one_label_or_one_track():
+    """sklearn reads a one-column indicator as a binary target; the scores stay per label/track."""
+    one_label = multilabel_report(np.array([[1], [1], [0]]), np.array([[0.9], [0.1], [0.8]]), ["rock"], 0.5)
+    assert one_label["per_label"] == {"precision": 0.5, "recall": 0.5, "f_score": 0.5, "n": 1}
+    assert one_label["per_track"] == {"precision": 0.5, "recall": 0.5, "f_score": 0.5, "n": 2}
+    one_track = multilabel_report(TRUTH[:1], SCORES[:1], LABELS, 0.5)
+    assert one_track["per_track"] == {"precision": 1.0, "recall": 0.5, "f_score": pytest.approx(2 / 3), "n": 1}
+
+
 def mean_track_f(truth, scores, threshold):
     return multilabel_report(truth, scores, [f"l{j}" for j in range(truth.shape[1])], threshold)["per_track"]["f_score"]
 
