@@ -3,14 +3,19 @@ shards (ETL) → cleaned shards → sparse design matrices (one-hot/bag-of-words
 
 ETL and clean work shard by shard (Dask-parallel, memory flat in the number of files);
 only the design matrix sees all rows, and it fits everything it learns (constant columns,
-vocabularies, category levels, hash-bucket names, min-max scaling) on training rows only.
+vocabularies, category levels, hash-bucket names, scaling) on training rows only.
+
+The encodings are scikit-learn's: ``OneHotEncoder(handle_unknown="ignore")`` for the
+categorical columns, ``CountVectorizer(min_df=…)`` for title words and for the
+vocabulary of artist terms, ``DictVectorizer`` for the terms' weights (a term's value is
+its weight, which a count vectorizer cannot carry) and a signed ``FeatureHasher`` for the
+hashed variant. What is learned is kept in ``Design`` as plain lists (``design.json``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -20,7 +25,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import scipy.sparse as sp
-from sklearn.utils import murmurhash3_32
+from sklearn.feature_extraction import DictVectorizer, FeatureHasher
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.preprocessing import OneHotEncoder
 
 from mirflow import geo, regression
 from mirflow.datasets import msd
@@ -46,8 +53,6 @@ CATEGORICAL = ("continent", "key", "mode", "time_signature", "genre")
 _DROPPED_BY_CLEAN = ("artist_latitude", "artist_longitude", "duration", "artist_location", "artist_name")
 _NOT_FEATURES = {"label", "song_hotttnesss", *CATEGORICAL}  # the target, and what is one-hot encoded
 VARIANTS = ("onehot", "hashed")
-HASHED_SOURCES = ("artist_id", "title", "terms")  # the tuple the report hashes
-_WORD = re.compile(r"\w+")
 
 
 # -- ETL -------------------------------------------------------------------------------
@@ -126,48 +131,39 @@ def write_clean_shard(writer: ArtifactWriter, store: ArtifactStore, etl_shard: A
 # -- design matrix ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class Design:
-    """What a design matrix is built from, all fitted on training rows."""
+    """What a design matrix is built from, all fitted on training rows (``design.json``)."""
 
     variant: str  # "onehot": bags of title words and artist terms; "hashed": (artist, title, terms) hashed
     numeric: tuple[str, ...]  # dense columns, min-max scaled
-    categorical: tuple[str, ...]  # one-hot encoded
-    vocabulary: tuple[str, ...]  # one sparse column each: "key=5", "title:love", "term:hip hop"
+    categories: dict[str, list[str]]  # one-hot encoded column -> its training levels
+    title_words: tuple[str, ...]  # onehot variant: words in >= min_df training titles
+    terms: tuple[str, ...]  # onehot variant: artist terms of >= min_df training songs
     hash_buckets: int  # 0 for the one-hot variant
     constant: tuple[str, ...]  # columns dropped for being constant in the training rows
 
-
-def _flatten(cells: Sequence) -> tuple[np.ndarray, np.ndarray]:
-    """(row index, element) for every element of every list-like cell."""
-    lengths = np.fromiter((len(cell) for cell in cells), dtype=np.int64, count=len(cells))
-    elements = np.concatenate([np.asarray(cell, dtype=object) for cell in cells]) if lengths.sum() else np.empty(0, object)
-    return np.repeat(np.arange(len(cells)), lengths), elements
-
-
-def _tokens(songs: pd.DataFrame, sources: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row, token, value) arrays over every token of every row: ``column=value`` for a
-    categorical column (value 1), ``title:word`` (1 per occurrence), ``term:name`` (the
-    term's weight) and ``artist_id=ID`` (1)."""
-    parts = [(np.empty(0, np.int64), np.empty(0, object), np.empty(0))]
-    for source in sources:
-        if source == "title":
-            rows, words = _flatten(songs["title"].str.lower().map(_WORD.findall).tolist())
-            parts.append((rows, "title:" + words, np.ones(len(rows))))
-        elif source == "terms":
-            rows, terms = _flatten(songs["artist_terms"].tolist())
-            weights = _flatten(songs["artist_terms_weight"].tolist())[1].astype(np.float64)
-            parts.append((rows, "term:" + terms, weights))
-        else:
-            values = np.asarray(f"{source}=" + songs[source].astype(str), dtype=object)
-            parts.append((np.arange(len(songs)), values, np.ones(len(songs))))
-    rows, tokens, values = zip(*parts)
-    return np.concatenate(rows), np.concatenate(tokens), np.concatenate(values)
+    @property
+    def vocabulary(self) -> list[str]:
+        """Names of the one-hot and bag columns, in matrix order: "key=5", "title:love", "term:hip hop"."""
+        levels = [f"{column}={level}" for column, names in self.categories.items() for level in names]
+        return [*levels, *(f"title:{w}" for w in self.title_words), *(f"term:{t}" for t in self.terms)]
 
 
-def _frequent(songs: pd.DataFrame, sources: Sequence[str], min_df: int) -> list[str]:
-    """Tokens of these sources found in at least ``min_df`` rows, sorted."""
-    rows, tokens, _ = _tokens(songs, sources)
-    counts = pd.DataFrame({"row": rows, "token": tokens}).drop_duplicates()["token"].value_counts()
-    return sorted(counts.index[counts >= min_df])
+def _title_bag(**options):
+    """Words of a title as the report split them: lower-cased runs of \\w characters."""
+    return CountVectorizer(token_pattern=r"\w+", **options)
+
+
+def _terms_bag(**options):
+    """An artist's terms, each one token (the list is the document, analysed as is)."""
+    return CountVectorizer(analyzer=list, **options)
+
+
+def _frequent(vectorizer, documents: pd.Series) -> tuple[str, ...]:
+    """The vectorizer's vocabulary of these documents (its ``min_df`` applied), sorted."""
+    try:
+        return tuple(str(token) for token in vectorizer.fit(documents).get_feature_names_out())
+    except ValueError:  # sklearn refuses to learn an empty vocabulary: this bag gets no columns
+        return ()
 
 
 def fit_design(train: pd.DataFrame, variant: str, hash_buckets: int, min_df: int) -> Design:
@@ -180,56 +176,74 @@ def fit_design(train: pd.DataFrame, variant: str, hash_buckets: int, min_df: int
         raise ConfigError("the training split is empty: nothing to fit the design on")
     numeric = [c for c, kind in train.dtypes.items() if pd.api.types.is_numeric_dtype(kind) and c not in _NOT_FEATURES]
     constant = [c for c in (*numeric, *CATEGORICAL) if train[c].nunique(dropna=False) <= 1]
-    categorical = tuple(c for c in CATEGORICAL if c not in constant)
-    vocabulary = _frequent(train, categorical, 1)
-    if variant == "onehot":
-        vocabulary += _frequent(train, ["title"], min_df) + _frequent(train, ["terms"], min_df)
+    categorical = [c for c in CATEGORICAL if c not in constant]
+    levels = OneHotEncoder().fit(_as_text(train, categorical)).categories_ if categorical else []
+    onehot = variant == "onehot"
     return Design(
         variant,
         tuple(c for c in numeric if c not in constant),
-        categorical,
-        tuple(vocabulary),
-        hash_buckets if variant == "hashed" else 0,
+        {column: [str(level) for level in names] for column, names in zip(categorical, levels)},
+        _frequent(_title_bag(min_df=min_df), train["title"]) if onehot else (),
+        _frequent(_terms_bag(min_df=min_df), train["artist_terms"]) if onehot else (),
+        0 if onehot else hash_buckets,
         tuple(constant),
     )
 
 
-def _bucket(tokens: np.ndarray, n_buckets: int) -> np.ndarray:
-    unique, inverse = np.unique(tokens.astype(str), return_inverse=True)
-    buckets = np.array([murmurhash3_32(str(t), seed=0, positive=True) % n_buckets for t in unique], dtype=np.int64)
-    return buckets[inverse.ravel()]
+def _as_text(songs: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    return songs[list(columns)].astype(str)
+
+
+def _hasher(n_buckets: int):
+    """sklearn's signed hashing: a token adds ±its value to bucket |murmur3(token)| mod n,
+    the sign from the hash, so tokens sharing a bucket add noise of mean zero to each
+    other's columns instead of a bias (unsigned hashing only ever adds them up)."""
+    return FeatureHasher(n_features=n_buckets, input_type="pair", alternate_sign=True)
+
+
+def _hashed_tokens(songs: pd.DataFrame) -> list[list[tuple[str, float]]]:
+    """Per song, (token, value) for the report's hashed tuple: ``artist_id=ID`` (1), each
+    ``title:word`` occurrence (1) and each ``term:name`` (the term's weight)."""
+    words = _title_bag().build_analyzer()
+    return [
+        [(f"artist_id={artist}", 1.0), *((f"title:{w}", 1.0) for w in words(title)),
+         *((f"term:{t}", float(v)) for t, v in zip(terms, weights))]
+        for artist, title, terms, weights in zip(songs["artist_id"], songs["title"], songs["artist_terms"], songs["artist_terms_weight"])
+    ]
 
 
 def design_blocks(songs: pd.DataFrame, design: Design) -> tuple[np.ndarray, sp.csr_matrix]:
     """(dense numeric block, sparse block) for these rows. Tokens outside the vocabulary
     and category levels unseen in training are left out (an all-zero encoding)."""
     numeric = songs[list(design.numeric)].to_numpy(np.float64)
-    sources = [*design.categorical, *(["title", "terms"] if design.variant == "onehot" else [])]
-    rows, tokens, values = _tokens(songs, sources)
-    codes = pd.Categorical(tokens, categories=design.vocabulary).codes.astype(np.int64)
-    known = codes >= 0
-    rows, codes, values = rows[known], codes[known], values[known]
+    blocks = [sp.csr_matrix((len(songs), 0))]  # so that a design without sparse columns stacks too
+    if design.categories:  # the levels are given: fitting only checks the columns, it learns nothing
+        encoder = OneHotEncoder(categories=list(design.categories.values()), handle_unknown="ignore")
+        blocks.append(encoder.fit(_as_text(songs, design.categories)).transform(_as_text(songs, design.categories)))
+    if design.title_words:
+        blocks.append(_title_bag(vocabulary=design.title_words).transform(songs["title"]))
+    if design.terms:  # a term's value is its weight, not a count: sklearn's dict encoding, fixed to the vocabulary
+        term_weights = DictVectorizer().fit([dict.fromkeys(design.terms, 1.0)])
+        songs_terms = zip(songs["artist_terms"], songs["artist_terms_weight"])
+        blocks.append(term_weights.transform(dict(zip(terms, weights)) for terms, weights in songs_terms))
     if design.hash_buckets:
-        hashed_rows, hashed, hashed_values = _tokens(songs, HASHED_SOURCES)
-        rows = np.concatenate([rows, hashed_rows])
-        codes = np.concatenate([codes, len(design.vocabulary) + _bucket(hashed, design.hash_buckets)])
-        values = np.concatenate([values, hashed_values])
-    shape = (len(songs), len(design.vocabulary) + design.hash_buckets)
-    sparse = sp.csr_matrix((values, (rows, codes)), shape=shape)  # repeated (row, column) pairs add up
-    sparse.sum_duplicates()
-    return numeric, sparse
+        blocks.append(_hasher(design.hash_buckets).transform(_hashed_tokens(songs)))
+    return numeric, sp.hstack(blocks, format="csr", dtype=np.float64)
 
 
 def sparse_names(train: pd.DataFrame, design: Design, top: int = 3) -> list[str]:
-    """Names of the sparse columns; a hash bucket is named by its most frequent training tokens."""
+    """Names of the sparse columns. A hash bucket is named by its most frequent training
+    tokens, a minus sign marking those hashed with sign -1 (their weight counts negated)."""
     if not design.hash_buckets:
-        return list(design.vocabulary)
-    _, tokens, _ = _tokens(train, HASHED_SOURCES)
-    counts = pd.DataFrame({"bucket": _bucket(tokens, design.hash_buckets), "token": tokens}).value_counts()
+        return design.vocabulary
+    occurrences, unique = pd.factorize(pd.Series([token for pairs in _hashed_tokens(train) for token, _ in pairs], dtype=object))
+    hashed = _hasher(design.hash_buckets).transform([[(token, 1.0)] for token in unique])  # one entry per row
+    signed = np.where(hashed.data < 0, "-", "") + unique.astype(str)
+    counts = pd.DataFrame({"bucket": hashed.indices, "token": signed}).iloc[occurrences].value_counts()
     counts = counts.reset_index(name="n").sort_values(["bucket", "n", "token"], ascending=[True, False, True])
     by_bucket = counts.groupby("bucket")["token"]
     ranked, sizes = by_bucket.agg(lambda t: list(t[:top])), by_bucket.size()
-    names = list(design.vocabulary)
+    names = design.vocabulary
     for bucket in range(design.hash_buckets):
         tokens_here = ranked.get(bucket, [])
         more = ", …" if sizes.get(bucket, 0) > top else ""

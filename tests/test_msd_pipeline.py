@@ -227,6 +227,54 @@ def test_hashed_design_has_named_buckets_instead_of_bags(pipeline):
     assert any(c.startswith("continent=") for c in design.columns)  # categoricals stay one-hot
 
 
+def tiny_songs() -> pd.DataFrame:
+    terms = [["rock", "pop"], ["rock"], [], ["jazz"]]
+    weights = [[0.5, 1.0], [0.7], [], [0.9]]
+    return pd.DataFrame({
+        "title": ["Love me LOVE", "love song", "Rock on", "Love"], "artist_id": ["A1", "A2", "A1", "A3"],
+        "artist_terms": [np.array(t, dtype=object) for t in terms], "artist_terms_weight": [np.array(w) for w in weights],
+        "continent": ["Asia", "Europe", "Asia", "Africa"], "key": [1, 2, 3, 1], "mode": [0, 1, 1, 1],
+        "time_signature": [4, 4, 4, 4], "genre": "", "label": [0.1, 0.2, 0.3, 0.4], "loudness": [-5.0, -3.0, -1.0, -2.0],
+    })
+
+
+def test_onehot_and_bags_by_hand():
+    songs = tiny_songs()
+    design = msd_etl.fit_design(songs.iloc[:3], "onehot", 8, min_df=2)  # the last song is unseen
+    assert design.constant == ("time_signature", "genre")
+    assert list(design.vocabulary) == ["continent=Asia", "continent=Europe", "key=1", "key=2", "key=3", "mode=0", "mode=1",
+                                 "title:love", "term:rock"]  # "me", "song", "on", "pop": in one training song only
+    numeric, sparse = msd_etl.design_blocks(songs, design)
+    np.testing.assert_array_equal(numeric, songs[["loudness"]].to_numpy())
+    np.testing.assert_array_equal(sparse.toarray(), [
+        [1, 0, 1, 0, 0, 1, 0, 2, 0.5],  # "love" twice, term weight
+        [0, 1, 0, 1, 0, 0, 1, 1, 0.7],
+        [1, 0, 0, 0, 1, 0, 1, 0, 0.0],
+        [0, 0, 1, 0, 0, 0, 1, 1, 0.0],  # Africa and jazz unseen: all-zero encodings
+    ])
+    assert msd_etl.fit_design(songs, "onehot", 8, min_df=5).vocabulary[-1] == "mode=1"  # no word in 5 songs: no bag columns
+
+
+def test_hashed_block_is_sklearns_signed_feature_hasher_and_names_carry_the_sign():
+    from sklearn.feature_extraction import FeatureHasher
+
+    songs = tiny_songs()
+    design = msd_etl.fit_design(songs, "hashed", 8, min_df=2)
+    sparse = msd_etl.design_blocks(songs, design)[1][:, len(design.vocabulary):]
+    hasher = FeatureHasher(n_features=8, input_type="pair", alternate_sign=True)
+    tokens = [[("artist_id=A1", 1), ("title:love", 1), ("title:me", 1), ("title:love", 1), ("term:rock", 0.5), ("term:pop", 1.0)],
+              [("artist_id=A2", 1), ("title:love", 1), ("title:song", 1), ("term:rock", 0.7)],
+              [("artist_id=A1", 1), ("title:rock", 1), ("title:on", 1)],
+              [("artist_id=A3", 1), ("title:love", 1), ("term:jazz", 0.9)]]
+    np.testing.assert_array_equal(sparse.toarray(), hasher.transform(tokens).toarray())
+    assert (sparse.toarray() < 0).any()  # signed: colliding tokens partly cancel
+    names = msd_etl.sparse_names(songs, design, top=20)[len(design.vocabulary):]
+    shown = [name[name.index("(") + 1 : -1].split(", ") for name in names]  # "hash[3] (artist_id=A1, -title:me)"
+    for token in {t for row in tokens for t, _ in row}:
+        alone = hasher.transform([[(token, 1.0)]])
+        assert ("-" if alone.data[0] < 0 else "") + token in shown[alone.indices[0]], (token, names)
+
+
 # ----------------------------------------------------------------------------- fits, evaluation
 
 
