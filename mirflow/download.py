@@ -3,6 +3,12 @@
 A file is streamed to ``<dest>.part`` and renamed to ``dest`` only once its checksum
 matches, so ``dest`` existing means a complete, verified file; a ``.part`` left by a
 killed run is resumed with a Range request, never taken as present.
+
+Hand-written on purpose: ``pooch`` (the usual data-download library, installed here)
+verifies hashes and retries, but every attempt starts again from byte 0; over the
+multi-gigabyte archives of these data sets a dropped connection must cost only what
+is left. fsspec/httpx do the transfers; this module adds the resume, the checksum
+gate and the retry policy.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ they agree to ~1e-9 or exactly).
 A clip shorter than ``n_fft`` is computed, not rejected: librosa pads it (and warns
 ``n_fft ... too large``), so the values still equal librosa's; they are just few-frame
 statistics. ``mirflow.audio.segment_waveform`` already pads short clips to a full segment.
+
+Kept hand-written on purpose: the features themselves are librosa's (its definitions,
+checked against it); only sharing one STFT and the four vectorised forms are ours, as
+librosa's per-feature calls on ``y`` recompute the STFT each time.
 """
 
 from __future__ import annotations

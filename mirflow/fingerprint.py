@@ -3,6 +3,12 @@
 A key covers (1) the input data's content, (2) the stage parameters and (3) the code
 of the stage function *and of every project function it calls*. Prefect's own
 input-based cache hashes path strings and ignores code edits; these keys do not.
+
+Hand-written on purpose: the libraries that key on code hash the decorated function's
+own source only — Prefect's ``TASK_SOURCE`` policy says so, and ``joblib.Memory`` checks
+the cached function's code, not what it calls — so editing a helper such as
+``features.extract_clip`` would silently reuse stale artifacts. Input files are
+fingerprinted by size+mtime or content, never by path.
 """
 
 from __future__ import annotations

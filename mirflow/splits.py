@@ -9,6 +9,13 @@ or a 2-D binary indicator: numpy, scipy.sparse or DataFrame) or ``None``. Contin
 targets (MSD hotness) must be binned first, e.g. ``pd.qcut(y, 10, labels=False)``.
 Groups (song, artist, release group) are kept whole; ``groups=None`` makes every row
 its own group.
+
+Hand-written on purpose: no library does grouped, multi-label stratification into
+fractions. scikit-learn's ``StratifiedGroupKFold`` takes binary/multiclass targets only
+and makes k equal folds, not train/validation/test fractions; the iterative
+stratification packages (``iterstrat``, scikit-multilearn) stratify multi-label rows but
+cannot keep a group whole. AcousticBrainz needs all three at once (genre lists,
+release groups, 70/15/15), and one algorithm serves every pipeline.
 """
 
 from __future__ import annotations
