@@ -89,7 +89,11 @@ def band_sums(spectrogram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _band_statistics(features: FeatureSet, train_ids: set[str], column: str, n_mels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band mean/std over every frame of the training spectrograms, from their per-row sums."""
+    """Per-band mean/std over every frame of the training spectrograms, from their per-row sums.
+
+    Not an sklearn scaler: StandardScaler would need every frame of every training
+    spectrogram decoded (or fed to ``partial_fit``); the sums stored beside each row give
+    the same mean and (population) std from a few numbers per row."""
     frames_column, sum_column, square_column = spectrogram_summary_columns(column)
     rows = features.read(["row_id", frames_column, sum_column, square_column])
     rows = rows[rows["row_id"].isin(train_ids)]
