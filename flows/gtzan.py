@@ -28,14 +28,19 @@ def gtzan(params: GtzanParams = GtzanParams(), explain: bool = False) -> dict:
         clips = discover_gtzan_clips(ctx)
         settings, specs = audio_input_specs(params.sample_rate, params.cnn_frames)
         shards = plan_input_shards(ctx, clips)
-        extracted = [extract_audio_shard.submit(ctx, s, settings, segment_seconds(params.segment)) for s in shards]
+        extracted = [
+            extract_audio_shard.submit(ctx, s, settings, segment_seconds(params.segment), params.min_duration) for s in shards
+        ]
         features = collect_shards(ctx, [f.result() for f in extracted], len(clips))
         split = split_rows(ctx, features)
         scaler = fit_scaler_on_train(ctx, features, split, specs["mlp"])
         audit_leakage(ctx, features, split, scaler, specs["mlp"])
         models = {m: train_model.submit(ctx, features, split, scaler, specs[m]) for m in params.models}
         evaluations = [evaluate_model.submit(ctx, features, split, scaler, models[m].result(), specs[m]) for m in params.models]
-        inputs = {"features": settings, "segment_seconds": segment_seconds(params.segment), "clips": len(clips)}
+        inputs = {
+            "features": settings, "segment_seconds": segment_seconds(params.segment), "min_duration": params.min_duration,
+            "clips": len(clips),
+        }
         outputs = collect_classification_outputs(ctx, [e.result() for e in evaluations], features, scaler, specs, inputs)
         return finish_run(ctx, outputs)
     finally:

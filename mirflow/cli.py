@@ -133,9 +133,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from mirflow.predict import predict_files, resolve_run
+    from mirflow.predict import check_writable, predict_files, resolve_run
 
     run = resolve_run(args.run_dir, args.store)
+    if args.out:
+        check_writable(args.out)
     table, errors = predict_files(run, args.inputs, args.model)
     text = table.to_csv(index=False, float_format="%.6f")
     if args.out:

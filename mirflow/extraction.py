@@ -5,8 +5,9 @@ tabular features of report 001 and its log-mel spectrogram as a float32 list (ar
 not PNG images), with the spectrogram's frame count and per-band sums beside it (the
 scale stage fits band statistics from those). A shard's table is written row group
 by row group as it is extracted, so a worker's memory does not grow with shard size.
-A clip that cannot be decoded becomes a failure record; it is never retried forever
-and never silently dropped.
+A clip that cannot be decoded, is truncated or is shorter than the minimum duration
+becomes a failure record with its reason; it is never retried forever and never
+silently dropped.
 """
 
 from __future__ import annotations
@@ -83,19 +84,24 @@ def features_schema(settings: FeatureSettings) -> pa.Schema:
 
 
 def iter_shard_row_groups(
-    clips: Sequence[dict], settings: FeatureSettings, segment_seconds: float | None, failures: list[dict]
+    clips: Sequence[dict],
+    settings: FeatureSettings,
+    segment_seconds: float | None,
+    failures: list[dict],
+    min_seconds: float = 0.0,
 ) -> Iterator[pa.Table]:
     """Features for every clip of a shard, yielded as tables of ``SHARD_ROW_GROUP`` rows
     (the last may be shorter) as soon as they are extracted, so the caller can write
     each one out and a worker holds one row group, whatever the shard's size. Clips
-    that cannot be decoded are appended to ``failures``."""
+    that cannot be used (see ``load_audio``: undecodable, truncated, absurd samples,
+    shorter than ``min_seconds``) are appended to ``failures`` with the reason."""
     schema = features_schema(settings)
     frames_column, sum_column, square_column = spectrogram_summary_columns(TENSOR_COLUMN)
     rows: list[dict] = []
     logmels: list[np.ndarray] = []
     for clip in clips:
         try:
-            y = load_audio(clip["path"], sr=settings.sr)
+            y = load_audio(clip["path"], sr=settings.sr, min_seconds=min_seconds)
             segments = segment_waveform(y, settings.sr, segment_seconds)
             for number, segment in enumerate(segments):
                 values, logmel = extract_clip(segment, settings)
@@ -136,15 +142,17 @@ def _row_group(rows: list[dict], logmels: list[np.ndarray], schema: pa.Schema) -
 
 
 def extract_shard(
-    clips: Sequence[dict], settings: FeatureSettings, segment_seconds: float | None
+    clips: Sequence[dict], settings: FeatureSettings, segment_seconds: float | None, min_seconds: float = 0.0
 ) -> tuple[pa.Table, list[dict]]:
     """Features for every clip of a shard as one table; returns (table, failures)."""
     failures: list[dict] = []
-    groups = list(iter_shard_row_groups(clips, settings, segment_seconds, failures))
+    groups = list(iter_shard_row_groups(clips, settings, segment_seconds, failures, min_seconds))
     return pa.concat_tables(groups) if groups else features_schema(settings).empty_table(), failures
 
 
-def write_feature_shard(writer: ArtifactWriter, clips: Sequence[dict], settings: dict, segment_seconds: float | None) -> dict:
+def write_feature_shard(
+    writer: ArtifactWriter, clips: Sequence[dict], settings: dict, segment_seconds: float | None, min_seconds: float = 0.0
+) -> dict:
     """The extract stage: one shard's feature table and its failures, into one artifact.
 
     Row groups are written as they are extracted (small ones: readers stream a shard
@@ -155,7 +163,7 @@ def write_feature_shard(writer: ArtifactWriter, clips: Sequence[dict], settings:
     rows = writer.write_parquet_stream(
         TABLE,
         features_schema(feature_settings),
-        iter_shard_row_groups(clips, feature_settings, segment_seconds, failures),
+        iter_shard_row_groups(clips, feature_settings, segment_seconds, failures, min_seconds),
     )
     writer.write_json(FAILURES, failures)
     return {"rows": rows, "failures": len(failures)}

@@ -79,6 +79,10 @@ class GtzanParams(RunParams, SplitParams, TrainParams):
     )
     shard_size: int = Field(64, ge=1, le=100_000, description="Audio files per extraction shard (one Prefect task each).")
     sample_rate: int = Field(22050, ge=8000, le=96000)
+    min_duration: float = Field(
+        1.0, ge=0.0, le=3600.0,
+        description="Quarantine audio files shorter than this many seconds; longer ones below a segment are zero-padded.",
+    )
     demo_clips_per_genre: int = Field(12, ge=3, le=1000, description="Clips per genre in the generated demo data set.")
 
     @field_validator("segment")

@@ -30,19 +30,21 @@ def plan_input_shards(ctx: RunContext, files: pd.DataFrame, stages: tuple[str, .
 
 
 @task(**STAGE_DEFAULTS, task_run_name="extract-shard-{shard.index}")
-def extract_audio_shard(ctx: RunContext, shard: Shard, settings: dict, segment_seconds: float | None) -> ArtifactRef:
+def extract_audio_shard(
+    ctx: RunContext, shard: Shard, settings: dict, segment_seconds: float | None, min_duration: float
+) -> ArtifactRef:
     # Shards are keyed by their members' fingerprints, not their position.
     inputs = sorted((c["rel_path"], c["fingerprint"], c["label"], c["group"]) for c in shard.clips)
-    params = {"features": settings, "segment_seconds": segment_seconds}
+    params = {"features": settings, "segment_seconds": segment_seconds, "min_duration": min_duration}
     return run_stage(
-        ctx, "extract", write_feature_shard, params, inputs, (list(shard.clips), settings, segment_seconds),
+        ctx, "extract", write_feature_shard, params, inputs, (list(shard.clips), settings, segment_seconds, min_duration),
         on_dask=True, label=f"extract[{shard.index}]", size=len(shard.clips),
     )
 
 
 @task(**UNCACHED)
 def collect_shards(ctx: RunContext, shards: list[ArtifactRef], n_inputs: int) -> FeatureSet:
-    """Gather shard outputs; quarantine unreadable files and fail past the threshold."""
+    """Gather shard outputs; quarantine unusable files and fail past the threshold."""
     features = FeatureSet(ctx.store, tuple(shards))
     if ctx.explain:
         return features
@@ -53,7 +55,7 @@ def collect_shards(ctx: RunContext, shards: list[ArtifactRef], n_inputs: int) ->
     limit = ctx.params.max_failure_fraction
     if n_inputs and len(failures) / n_inputs > limit:
         raise MirflowError(
-            f"{len(failures)} of {n_inputs} input files are unreadable ({len(failures) / n_inputs:.1%} > "
+            f"{len(failures)} of {n_inputs} input files are unusable ({len(failures) / n_inputs:.1%} > "
             f"max_failure_fraction {limit:.1%}); first: {failures[0]['path']}: {failures[0]['reason']}"
         )
     return features

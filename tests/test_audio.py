@@ -95,6 +95,11 @@ def write_nan_wav(path):
     sf.write(path, np.full(1000, np.nan, np.float32), SR, subtype="FLOAT")
 
 
+def write_huge_float_wav(path):
+    # Finite, so it passed the NaN check, but ~1e30 overflows librosa's spectra to inf.
+    sf.write(path, sine(440, 1.0, SR) * np.float32(1e30), SR, subtype="FLOAT")
+
+
 @pytest.mark.parametrize(
     "write, reason",
     [
@@ -103,6 +108,7 @@ def write_nan_wav(path):
         (write_zero_length_wav, "no audio samples"),
         (write_truncated_header, "soundfile"),
         (write_nan_wav, "NaN"),
+        (write_huge_float_wav, "beyond 1000 times full scale"),
     ],
 )
 def test_undecodable_files_raise_audio_decode_error(tmp_path, write, reason):
@@ -116,6 +122,44 @@ def test_undecodable_files_raise_audio_decode_error(tmp_path, write, reason):
     assert caught.value.path == str(path)
     assert str(path) in str(caught.value)
     assert reason in caught.value.reason
+
+
+@pytest.mark.parametrize("fmt, subtype", [("WAV", "PCM_16"), ("WAV", "FLOAT"), ("AIFF", "PCM_16"), ("AU", "PCM_16")])
+def test_file_holding_less_than_its_header_promises_is_truncated(tmp_path, fmt, subtype):
+    path = tmp_path / f"clip.{fmt.lower()}"
+    sf.write(path, sine(440, 6.0, SR), SR, format=fmt, subtype=subtype)
+    assert len(load_audio(path)) == 6 * SR  # whole (float WAV: extra chunks before the data)
+    path.write_bytes(path.read_bytes()[:20_000])  # e.g. 20 kB of 265 kB for PCM_16
+    assert sf.info(path).frames < SR  # libsndfile quietly reads the part that is there
+
+    with pytest.raises(AudioDecodeError, match="truncated: the header promises") as caught:
+        load_audio(path)
+    assert caught.value.path == str(path)
+
+
+def test_au_of_unknown_length_is_not_truncated(tmp_path):
+    path = tmp_path / "streamed.au"
+    sf.write(path, sine(440, 1.0, SR), SR, format="AU", subtype="PCM_16")
+    header = bytearray(path.read_bytes())
+    header[8:12] = b"\xff" * 4  # data size "unknown", as streaming encoders write it
+    path.write_bytes(header)
+    assert len(load_audio(path)) == SR
+
+
+@pytest.mark.parametrize("n_samples", [1, 10, SR - 1])
+def test_clip_shorter_than_min_seconds_is_rejected(tmp_path, n_samples):
+    path = tmp_path / "short.wav"
+    sf.write(path, sine(440, 1.0, SR)[:n_samples], SR)
+
+    with pytest.raises(DataError, match="too short.*under min_duration 1 s") as caught:
+        load_audio(path, min_seconds=1.0)
+    assert caught.value.path == str(path)
+
+
+def test_min_seconds_counts_at_the_native_rate(tmp_path):
+    path = tmp_path / "one_second.wav"
+    sf.write(path, sine(440, 1.0, 44100), 44100)
+    assert len(load_audio(path, sr=SR, min_seconds=1.0)) == SR
 
 
 def test_missing_file_raises_audio_decode_error(tmp_path):

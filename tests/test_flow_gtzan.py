@@ -114,17 +114,35 @@ def test_editing_one_file_reextracts_only_its_shard(prefect_server, workspace):
     assert by_stage["extract"].count("cached") == len(by_stage["extract"]) - 1
 
 
-def test_corrupt_clip_is_quarantined_and_reported(prefect_server, workspace):
-    bad = gtzan_data.write_corrupt_clip(workspace / "data" / "genres" / "rock" / "rock.00099.wav")
+def write_bad_clips(folder: Path) -> dict[str, str]:
+    """Corrupt, absurdly loud, truncated and too-short clips: file name -> expected reason."""
+    gtzan_data.write_corrupt_clip(folder / "rock.00099.wav")
+    y, sr = sf.read(folder / "rock.00000.wav", dtype="float32")
+    sf.write(folder / "rock.00098.wav", y * np.float32(1e30), sr, subtype="FLOAT")
+    sf.write(folder / "rock.00097.wav", y, sr, subtype="PCM_16")
+    (folder / "rock.00097.wav").write_bytes((folder / "rock.00097.wav").read_bytes()[:20_000])
+    sf.write(folder / "rock.00096.wav", y[:10], sr)
+    return {"rock.00099.wav": "soundfile", "rock.00098.wav": "beyond 1000 times full scale",
+            "rock.00097.wav": "truncated", "rock.00096.wav": "too short"}
+
+
+def test_bad_clips_are_quarantined_with_their_reasons_in_the_report(prefect_server, workspace):
+    folder = workspace / "data" / "genres" / "rock"
+    bad = write_bad_clips(folder)
     try:
         result = gtzan(params=params(workspace, max_failure_fraction=0.5))
         manifest = Run.open(workspace / "store", result["run_id"]).manifest
-        assert [f["path"] for f in manifest["failures"]] == ["genres/rock/rock.00099.wav"]
-        assert "rock.00099.wav" in Path(result["report_path"]).read_text()
-        with pytest.raises(MirflowError, match=r"1 of 31 input files are unreadable.*rock.00099.wav"):
+        reasons = {Path(f["path"]).name: f["reason"] for f in manifest["failures"]}
+        assert sorted(reasons) == sorted(bad)
+        report = Path(result["report_path"]).read_text()
+        for name, reason in bad.items():
+            assert reason in reasons[name]
+            assert f"| genres/rock/{name} | {reasons[name]} |" in report
+        with pytest.raises(MirflowError, match=r"4 of 34 input files are unusable.*rock\.0009\d\.wav"):
             gtzan(params=params(workspace, max_failure_fraction=0.0))
     finally:
-        bad.unlink()
+        for name in bad:
+            (folder / name).unlink()
 
 
 def test_leakage_audit_fails_the_flow_for_a_scaler_fitted_on_all_rows(prefect_server, workspace, scaler_fitted_on_all_rows):

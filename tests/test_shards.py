@@ -6,6 +6,7 @@ import io
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+import soundfile as sf
 
 from mirflow import extraction
 from mirflow.errors import AudioDecodeError
@@ -43,7 +44,7 @@ def test_shards_mix_labels_and_cover_every_clip():
 def _decode_or_fail(decoded: list[str]):
     """A stand-in for load_audio: half a second of noise, or a DataError for 'bad' files."""
 
-    def load(path, sr):
+    def load(path, sr, min_seconds):
         decoded.append(path)
         if "bad" in path:
             raise AudioDecodeError(path, "not audio")
@@ -89,3 +90,26 @@ def test_shard_of_only_unreadable_clips_writes_an_empty_table(monkeypatch, tmp_p
     with store.writing(ref) as writer:
         assert extraction.write_feature_shard(writer, _records(0, 1), FeatureSettings().as_dict(), None)["rows"] == 0
     assert store.read_parquet(ref, TABLE).num_rows == 0
+
+
+def test_bad_audio_becomes_failures_with_reasons_and_short_clips_are_padded(tmp_path):
+    sr = 22050
+    tone = np.sin(np.arange(6 * sr) * 2 * np.pi * 440 / sr).astype(np.float32) * 0.5
+    sf.write(tmp_path / "short.wav", tone[: int(1.5 * sr)], sr, subtype="FLOAT")  # above the minimum
+    sf.write(tmp_path / "huge.wav", tone[:sr] * np.float32(1e30), sr, subtype="FLOAT")
+    sf.write(tmp_path / "cut.wav", tone, sr, subtype="PCM_16")
+    (tmp_path / "cut.wav").write_bytes((tmp_path / "cut.wav").read_bytes()[:20_000])
+    for n in (1, 10):
+        sf.write(tmp_path / f"tiny{n}.wav", tone[:n], sr)
+    names = ["short.wav", "huge.wav", "cut.wav", "tiny1.wav", "tiny10.wav"]
+    clips = [{"clip_id": n, "path": str(tmp_path / n), "rel_path": n, "label": "x", "group": n} for n in names]
+
+    table, failures = extraction.extract_shard(clips, FeatureSettings(sr=sr), 3.0, min_seconds=1.0)
+
+    # The 1.5 s clip is zero-padded to one 3 s segment, as before; the rest are quarantined.
+    assert table.column("row_id").to_pylist() == ["short.wav#000"]
+    reasons = {f["path"]: f["reason"] for f in failures}
+    assert list(reasons) == names[1:]
+    assert "beyond 1000 times full scale" in reasons["huge.wav"]
+    assert reasons["cut.wav"].startswith("truncated")
+    assert reasons["tiny1.wav"].startswith("too short") and reasons["tiny10.wav"].startswith("too short")
