@@ -47,6 +47,14 @@ def test_memory_filesystem_url(tmp_path):
     with store.writing(ref) as writer:
         writer.write_bytes("x", b"1")
     assert store.has(ref) and store.read_bytes(ref, "x") == b"1"
+    assert store.reuse(ref) and not store.reuse(ArtifactRef("scale", "00" * 32))
+    store.take_lease("live")  # gc works on a remote store too, by its modification times
+    assert store.collect_garbage(set()).in_use == 0 and not store.has(ref)  # made before the run
+    with store.writing(ref) as writer:
+        writer.write_bytes("x", b"2")
+    assert store.collect_garbage(set()).in_use == 1 and store.has(ref)
+    store.release_lease("live")
+    assert store.collect_garbage(set()).artifacts == [ref]
 
 
 def test_runs_du_and_gc(tmp_path):
