@@ -96,9 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     store_cmd = commands.add_parser("store", help="Show and reclaim artifact-store space.")
     store_sub = store_cmd.add_subparsers(dest="action", required=True)
     _store_option(store_sub.add_parser("du", help="Bytes per stage."))
-    gc = store_sub.add_parser("gc", help="Delete artifacts no run folder refers to.")
+    gc = store_sub.add_parser("gc", help="Delete artifacts no run folder refers to (never a live run's).")
     _store_option(gc)
-    gc.add_argument("--dry-run", action="store_true")
+    gc.add_argument("--dry-run", action="store_true", help="Only say what gc would remove.")
     serve = commands.add_parser(
         "serve", help="Serve every flow's deployments and schedules from this process (no work pool needed)."
     )
@@ -174,17 +174,21 @@ def cmd_store(args: argparse.Namespace) -> int:
     store = ArtifactStore(args.store)
     if args.action == "du":
         usage = store.disk_usage()
+        width = max([12, *map(len, usage)])
         for stage, entry in sorted(usage.items()):
-            print(f"{stage:<12} {entry['artifacts']:>6} items {entry['bytes'] / 2**20:>10.1f} MiB")
-        print(f"{'total':<12} {sum(e['bytes'] for e in usage.values()) / 2**20:>23.1f} MiB")
+            print(f"{stage:<{width}} {entry['artifacts']:>6} items {entry['bytes'] / 2**20:>10.1f} MiB")
+        print(f"{'total':<{width}} {sum(e['bytes'] for e in usage.values()) / 2**20:>23.1f} MiB")
         return 0
-    keep = runs.referenced_artifacts(store)
-    if args.dry_run:
-        doomed = [r for r in store.list_artifacts() if r not in keep]
-        print(f"would remove {len(doomed)} artifacts not referenced by any run")
-        return 0
-    removed, freed = store.collect_garbage(keep)
-    print(f"removed {len(removed)} artifacts, freed {freed / 2**20:.1f} MiB")
+    garbage = store.collect_garbage(runs.referenced_artifacts(store), dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {len(garbage.artifacts)} artifacts not referenced by any run and {garbage.staging} "
+          f".tmp folders left by killed runs: {garbage.bytes / 2**20:.1f} MiB")
+    if garbage.in_use:
+        print(f"kept {garbage.in_use} unreferenced items made or reused since the oldest live run started "
+              f"(live runs: {', '.join(garbage.live_runs)})")
+    if garbage.stale_leases:
+        print(f"{'would release' if args.dry_run else 'released'} the stale leases of killed runs: "
+              + ", ".join(garbage.stale_leases))
     return 0
 
 

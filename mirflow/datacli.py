@@ -13,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from mirflow.archive import MAX_RATIO, MIN_EXTRACT_LIMIT
 from mirflow.datasets import NAMES, get_dataset
 from mirflow.datasets.base import RemoteFile, data_root
 from mirflow.errors import ConfigError, MirflowError
@@ -57,6 +58,14 @@ def add_data_parser(commands: Any) -> None:
     fetch.add_argument("--checksum", required=True, help="sha256:HEX or md5:HEX.")
     fetch.add_argument("--to", default=".", help="Folder (default: here).")
     fetch.add_argument("--extract", action="store_true", help="Unpack the archive into the folder.")
+    fetch.add_argument(
+        "--max-extract-bytes", type=_positive, default=None,
+        help=f"Refuse an archive unpacking to more (default: {MAX_RATIO}x its size, at least {MIN_EXTRACT_LIMIT >> 20} MiB).",
+    )
+    fetch.add_argument(
+        "--overwrite", action="store_true",
+        help="Let members replace existing files with other content (never folders; default: refuse).",
+    )
 
     check = actions.add_parser("check", help="Compare a local copy with the index; exit 1 when anything is wrong.")
     check.add_argument("name", choices=NAMES)
@@ -159,7 +168,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     path = fetch(args.url, to / name, args.checksum)
     print(f"{path}: verified")
     if args.extract:
-        print(f"{path}: extracted {len(safe_extract(path, to))} entries into {to}")
+        entries = safe_extract(path, to, args.max_extract_bytes, args.overwrite)
+        print(f"{path}: extracted {len(entries)} entries into {to}")
     return 0
 
 

@@ -1,8 +1,9 @@
 """Fault-tolerant downloads: resume a dropped transfer, verify, retry what is transient.
 
 A file is streamed to ``<dest>.part`` and renamed to ``dest`` only once its checksum
-matches, so ``dest`` existing means a complete, verified file; a ``.part`` left by a
-killed run is resumed with a Range request, never taken as present.
+matches, so ``dest`` existing means a complete, verified file, and a download that fails
+or does not verify never touches an existing ``dest``; a ``.part`` left by a killed run
+is resumed with a Range request, never taken as present.
 
 Hand-written on purpose: ``pooch`` (the usual data-download library, installed here)
 verifies hashes and retries, but every attempt starts again from byte 0; over the
@@ -113,8 +114,8 @@ def fetch(
     if dest.exists():
         if checksum is None or verify(dest, checksum):
             return dest
-        log.warning("%s does not match %s; downloading it again", dest, checksum)
-        dest.unlink()
+        # kept until the new download verifies: a failed one must not cost the user a file
+        log.warning("%s does not match %s; downloading it again, to replace it once verified", dest, checksum)
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

@@ -4,24 +4,42 @@ Layout under the store root (a local folder or any fsspec URL):
 
     artifacts/<stage>/<key[:2]>/<key>/   one folder per stage output, files + _meta.json
     runs/<run_id>/                       one folder per flow run: manifest, report, model
+    leases/<run_id>.json                 one per running run: pid, host, start (see below)
+    .tmp/<uuid>/                         artifacts being built (local stores)
 
 An artifact exists only once its ``_meta.json`` is written, and that file is written
 last: a run killed half-way leaves a folder without it, which ``has`` ignores and the
 next write replaces. On a local disk the folder is also built under ``.tmp/`` and
 renamed into place, so readers never see partial files at all.
+
+Garbage collection removes artifacts no finished run refers to, and ``.tmp/`` folders
+left by killed runs, but never what a live run uses: a run holds a lease from start to
+end, and gc keeps every artifact and ``.tmp/`` folder whose time (its ``_meta.json``'s
+modification time, set when it is written and, on a local store, again when a run
+reuses it from the cache; a ``.tmp/`` folder's own) is at or after the start of the
+oldest live lease (its file's modification time). Times are
+the file system's own on both sides, so clocks cannot disagree. A lease is stale, and
+ignored and removed by gc, when its pid is gone on this host (a killed run) or it is
+older than ``LEASE_MAX_AGE_S``: a run killed on another host holds gc back that long,
+unless its lease file is deleted by hand. Limits: on a remote store a reused older
+artifact is not re-timed, and an artifact a run finds in the cache at the very moment
+gc deletes it is lost to that run (there is no lock); machines sharing a store and a
+hostname would take each other's leases for dead.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 import fsspec
@@ -29,14 +47,31 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 META = "_meta.json"
+# A lease this old is taken as left by a run killed on another host (one killed here is
+# seen at once by its pid): long enough for any real run, short enough that gc is not
+# held back for good. Delete the lease file by hand to release it sooner.
+LEASE_MAX_AGE_S = 7 * 24 * 3600
 # Fixed writer settings keep the bytes identical for identical input. Snappy, not zstd:
 # spectrogram floats barely compress, and training re-reads them every epoch (zstd
 # decoded them ~6x slower for ~10 % less space).
 PARQUET_SETTINGS = {"compression": "snappy", "write_statistics": True}
+STAGING_USAGE = ".tmp (in progress / left by killed runs)"  # disk_usage's line for .tmp/
 
 
 def _json_bytes(obj: Any) -> bytes:
     return json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
+
+
+@dataclass
+class Garbage:
+    """What gc removed (in a dry run: would remove) and what it kept for live runs."""
+
+    artifacts: list[ArtifactRef] = field(default_factory=list)
+    staging: int = 0  # .tmp folders left by killed runs
+    bytes: int = 0
+    in_use: int = 0  # unreferenced artifacts and .tmp folders kept for the live runs
+    live_runs: list[str] = field(default_factory=list)
+    stale_leases: list[str] = field(default_factory=list)  # run ids whose lease was ignored
 
 
 @dataclass(frozen=True)
@@ -67,16 +102,35 @@ class ArtifactStore:
     def _run_dir(self, run_id: str) -> str:
         return f"{self.root}/runs/{run_id}"
 
+    def _lease(self, run_id: str) -> str:
+        return f"{self.root}/leases/{run_id}.json"
+
+    def _staging(self) -> str:
+        return f"{self.root}/.tmp"
+
     # -- artifacts --
     def has(self, ref: ArtifactRef) -> bool:
         return self.fs.exists(f"{self._dir(ref)}/{META}")
+
+    def reuse(self, ref: ArtifactRef) -> bool:
+        """``has``, for a run about to use ``ref`` from the cache: on a local store its
+        time is also set to now, so a gc beside the run keeps it (module docstring)."""
+        if not self.local:
+            return self.has(ref)
+        try:
+            os.utime(f"{self._dir(ref)}/{META}")
+        except FileNotFoundError:
+            return False
+        except PermissionError:  # another user's artifact in a shared store: used, not re-timed
+            pass
+        return True
 
     @contextmanager
     def writing(self, ref: ArtifactRef, meta: dict | None = None) -> Iterator[ArtifactWriter]:
         """Build an artifact; it becomes visible only if the block finishes without error."""
         final = self._dir(ref)
         if self.local:
-            staging = f"{self.root}/.tmp/{uuid.uuid4().hex}"
+            staging = f"{self._staging()}/{uuid.uuid4().hex}"
         else:
             staging = final
             if self.fs.exists(final):
@@ -167,9 +221,50 @@ class ArtifactStore:
             return []
         return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(base, detail=False))
 
+    # -- leases: what keeps gc off a live run's artifacts (module docstring) --
+    def take_lease(self, run_id: str) -> None:
+        """Mark ``run_id`` as running until ``release_lease``."""
+        holder = {"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        path = self._lease(run_id)
+        self.fs.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+        with self.fs.open(tmp, "wb") as f:
+            f.write(_json_bytes(holder))
+        self.fs.mv(tmp, path)
+
+    def release_lease(self, run_id: str) -> None:
+        if self.fs.exists(self._lease(run_id)):
+            self.fs.rm(self._lease(run_id))
+
+    def _leases(self) -> tuple[dict[str, float], list[str]]:
+        """(live run id -> lease time, run ids of stale leases)."""
+        live: dict[str, float] = {}
+        stale = []
+        for path in self.fs.glob(self._lease("*")):
+            run_id = path.rsplit("/", 1)[-1].removesuffix(".json")
+            try:
+                started, text = self._time(path), self.fs.cat_file(path)
+            except FileNotFoundError:  # the run ended meanwhile
+                continue
+            try:
+                holder = json.loads(text)
+            except ValueError:  # not ours to judge: live until it is too old
+                holder = {}
+            if time.time() - started > LEASE_MAX_AGE_S or _dead_here(holder):
+                stale.append(run_id)
+            else:
+                live[run_id] = started
+        return live, stale
+
+    def _time(self, path: str) -> float:
+        return self.fs.modified(path).timestamp()
+
+    def _staging_folders(self) -> list[str]:
+        return self.fs.ls(self._staging(), detail=False) if self.fs.exists(self._staging()) else []
+
     # -- space --
     def disk_usage(self) -> dict[str, dict[str, int]]:
-        """Bytes and artifact count per stage, plus run folders."""
+        """Bytes and artifact count per stage, plus run folders and ``.tmp/`` folders."""
         usage: dict[str, dict[str, int]] = {}
         for ref in self.list_artifacts():
             entry = usage.setdefault(ref.stage, {"artifacts": 0, "bytes": 0})
@@ -178,6 +273,9 @@ class ArtifactStore:
         runs = self.list_runs()
         if runs:
             usage["runs"] = {"artifacts": len(runs), "bytes": self.fs.du(f"{self.root}/runs")}
+        staging = self._staging_folders()
+        if staging:
+            usage[STAGING_USAGE] = {"artifacts": len(staging), "bytes": self.fs.du(self._staging())}
         return usage
 
     def list_artifacts(self) -> list[ArtifactRef]:
@@ -190,25 +288,46 @@ class ArtifactStore:
             refs.append(ArtifactRef(stage, key))
         return sorted(refs, key=lambda r: (r.stage, r.key))
 
-    def remove(self, ref: ArtifactRef) -> int:
-        """Delete one artifact; returns the bytes freed."""
-        path = self._dir(ref)
-        size = self.fs.du(path)
-        self.fs.rm(path, recursive=True)
-        return size
+    def collect_garbage(self, keep: set[ArtifactRef], dry_run: bool = False) -> Garbage:
+        """Delete artifacts not in ``keep`` and ``.tmp/`` folders, except what a live run
+        may use (module docstring), and stale leases; ``dry_run`` only says what."""
+        live, stale = self._leases()
+        since = min(live.values(), default=math.inf)  # the start of the oldest live run
+        garbage = Garbage(live_runs=sorted(live), stale_leases=stale)
+        unreferenced = [(self._dir(ref), ref) for ref in self.list_artifacts() if ref not in keep]
+        for path, ref in unreferenced + [(folder, None) for folder in self._staging_folders()]:
+            try:
+                in_use = self._time(f"{path}/{META}" if ref else path) >= since
+            except FileNotFoundError:  # renamed into place, or removed, meanwhile
+                continue
+            if in_use:
+                garbage.in_use += 1
+                continue
+            garbage.bytes += self.fs.du(path)
+            if ref:
+                garbage.artifacts.append(ref)
+            else:
+                garbage.staging += 1
+            if not dry_run:
+                self.fs.rm(path, recursive=True)
+        if not dry_run:
+            for run_id in stale:
+                self.release_lease(run_id)
+        return garbage
 
-    def collect_garbage(self, keep: set[ArtifactRef]) -> tuple[list[ArtifactRef], int]:
-        """Delete artifacts not in ``keep`` and abandoned staging folders; returns (removed, bytes)."""
-        removed, freed = [], 0
-        for ref in self.list_artifacts():
-            if ref not in keep:
-                freed += self.remove(ref)
-                removed.append(ref)
-        tmp = f"{self.root}/.tmp"
-        if self.fs.exists(tmp):
-            freed += self.fs.du(tmp)
-            self.fs.rm(tmp, recursive=True)
-        return removed, freed
+
+def _dead_here(holder: dict) -> bool:
+    """Whether the process that took a lease is gone: only knowable on its own host."""
+    pid = holder.get("pid")
+    if holder.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 class ArtifactWriter:

@@ -24,6 +24,8 @@ def start_run(flow: str, params: BaseModel, explain: bool = False) -> RunContext
         explain=explain,
     )
     get_run_logger().info("run %s: artifacts in %s", ctx.run_id, params.store)
+    if not explain:  # last: ctx.close releases the lease, and only a returned ctx is closed
+        ctx.store.take_lease(ctx.run_id)
     return ctx
 
 

@@ -44,9 +44,12 @@ class RunContext:
 
     def close(self) -> None:
         """End of the run, failed or not: stop the Dask pool (its workers exit in the
-        background) and the progress display."""
-        self.pool.close(wait=False)
-        self.progress.close()
+        background) and the progress display, and release the run's lease in the store."""
+        try:
+            self.pool.close(wait=False)
+            self.progress.close()
+        finally:
+            self.store.release_lease(self.run_id)
 
     def forced(self, stage: str) -> bool:
         return stage in getattr(self.params, "force", ())
@@ -123,7 +126,7 @@ def run_stage(
     parts = {"code": code_hash(func), "params": stable_hash(params), "inputs": stable_hash(inputs)}
     ref = ArtifactRef(stage, stable_hash({"stage": stage, **parts}))
     entry = {"stage": stage, "label": label or stage, "key": ref.key, **parts}
-    cached = ctx.store.has(ref)
+    cached = ctx.store.reuse(ref)
     if cached and not ctx.forced(stage):
         ctx.record({**entry, "status": "cached", "seconds": 0.0})
         return ref

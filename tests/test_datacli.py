@@ -137,6 +137,39 @@ def test_fetch_verifies_and_extracts(server, tmp_path, capsys):
     assert f"{dest / 'set.zip'}: verified" in capsys.readouterr().out
 
 
+def test_fetch_wrong_checksum_keeps_the_file_already_there(server, tmp_path, capsys):
+    url = server.add("/own/set.bin", b"what the server has")
+    (tmp_path / "set.bin").write_bytes(b"the user's own set.bin")
+    assert main(["data", "fetch", url, "--checksum", "sha256:" + "0" * 64, "--to", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("mirflow: error: checksum mismatch")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {"set.bin": b"the user's own set.bin"}
+
+
+def test_fetch_extract_refuses_a_member_replacing_a_folder(server, tmp_path, capsys):
+    archive = _tar_gz({"fresh.txt": b"new", "results": b"a file named like the folder"})
+    url = server.add("/own/set.tar.gz", archive)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "thesis.tex").write_bytes(b"two years of work")
+    args = ["data", "fetch", url, "--checksum", _sha256(archive), "--to", str(tmp_path), "--extract"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"mirflow: error: {tmp_path / 'set.tar.gz'}: member 'results' is a file, but {tmp_path / 'results'} "
+                   "is a folder; nothing was extracted")
+    assert (tmp_path / "results" / "thesis.tex").read_bytes() == b"two years of work"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results", "set.tar.gz"]
+
+
+def test_fetch_extract_stops_at_max_extract_bytes(server, tmp_path, capsys):
+    archive = _tar_gz({"zeros.bin": bytes(2**20)})
+    url = server.add("/own/zeros.tar.gz", archive)
+    args = ["data", "fetch", url, "--checksum", _sha256(archive), "--to", str(tmp_path), "--extract"]
+    assert main([*args, "--max-extract-bytes", "65536"]) == 2
+    assert "unpacks to more than 65536 bytes" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["zeros.tar.gz"]
+    assert main(args) == 0  # the default limit: 64 MiB for so small an archive
+    assert (tmp_path / "zeros.bin").stat().st_size == 2**20
+
+
 # --- synth -----------------------------------------------------------------------------
 
 # n given to synth -> rows read_table gives back (kkbox: n train rows plus n // 4 test rows)

@@ -13,7 +13,7 @@ from fault_server import FaultServer, corrupt, drop, status
 
 from mirflow.datasets.base import RemoteFile
 from mirflow.download import DownloadError, fetch, fetch_dataset, file_checksum, verify
-from mirflow.errors import ChecksumError, ConfigError
+from mirflow.errors import ChecksumError, ConfigError, DataError
 
 DATA = bytes(range(256)) * 400  # 102 400 bytes
 SHA = "sha256:" + hashlib.sha256(DATA).hexdigest()
@@ -110,6 +110,19 @@ def test_corrupt_existing_file_is_downloaded_again(server, tmp_path, get):
     assert [r.range for r in server.requests] == [None]
 
 
+def test_failed_download_keeps_the_existing_file(server, tmp_path, get):
+    mine = b"the user's own file of that name"
+    (tmp_path / "a.bin").write_bytes(mine)
+    url = server.add("/a.bin", DATA, faults=[corrupt()])
+    with pytest.raises(ChecksumError):
+        get(url, tmp_path / "a.bin", SHA)
+    gone = server.add("/gone.bin", DATA, faults=[status(503)] * 2)
+    (tmp_path / "gone.bin").write_bytes(mine)
+    with pytest.raises(DownloadError):
+        get(gone, tmp_path / "gone.bin", SHA, retries=1)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {"a.bin": mine, "gone.bin": mine}
+
+
 def test_part_file_of_a_killed_run_is_resumed(server, tmp_path, get):
     url = server.add("/a.bin", DATA)
     (tmp_path / "a.bin.part").write_bytes(DATA[:12_345])
@@ -184,6 +197,22 @@ def test_fetch_dataset_downloads_extracts_once(server, tmp_path):
     assert fetch_dataset(index, tmp_path, server.url("ds"), **options) == paths
     assert len(server.requests) == 2
     assert not (tmp_path / "clips" / "two.txt").exists()
+
+
+def test_fetch_dataset_limits_extraction_by_the_archive_size(server, tmp_path, monkeypatch):
+    from mirflow import archive as archive_module
+
+    monkeypatch.setattr(archive_module, "MIN_EXTRACT_LIMIT", 0)  # else small archives may unpack to 64 MiB
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.bin", bytes(2**20))  # deflates to about a kilobyte
+    bomb = buf.getvalue()
+    server.add("/ds/bomb.zip", bomb)
+    index = [RemoteFile("bomb.zip", "bomb.zip", len(bomb), "md5:" + hashlib.md5(bomb).hexdigest(), extract=True)]
+    limit = archive_module.MAX_RATIO * len(bomb)
+    with pytest.raises(DataError, match=f"bomb.zip: unpacks to more than {limit} bytes"):
+        fetch_dataset(index, tmp_path, server.url("ds"), progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["bomb.zip"]  # verified archive kept, nothing unpacked
 
 
 def test_fetch_dataset_needs_a_base_url_for_relative_urls(tmp_path):

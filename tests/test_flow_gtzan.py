@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from mirflow.datasets import gtzan as gtzan_data
 from mirflow.errors import LeakageError, MirflowError
 from mirflow.params import GtzanParams
 from mirflow.runs import Run
+from mirflow.store import ArtifactRef, ArtifactStore
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +163,40 @@ def test_leakage_audit_fails_the_flow_for_a_group_in_two_splits(prefect_server, 
     # three segments per clip share the clip's group; a split that ignores groups spreads them
     with pytest.raises(LeakageError, match="more than one split"):
         gtzan(params=params(workspace, segment="1s"))
+
+
+def test_store_gc_between_two_shards_keeps_the_running_flows_work(prefect_server, workspace, tmp_path, monkeypatch, caplog):
+    """`mirflow store gc` while a run is between shards: the first shard is finished but no
+    run folder refers to it yet, the second is half-written under .tmp/. The run must
+    still succeed with every shard intact."""
+    from mirflow.cli import main
+    from mirflow.cluster import DaskPool
+
+    store = str(tmp_path / "store")
+    lock, extract_shards = threading.Lock(), []
+
+    def gc_after(stage):
+        def stage_then_gc(writer, *args):
+            summary = stage(writer, *args)  # the shard's files are written, not yet committed
+            assert main(["store", "gc", "--store", store]) == 0
+            return summary
+        return stage_then_gc
+
+    def in_process(pool, func, artifacts, ref, meta, stage, args, key_prefix="", priority=0):
+        """Run each stage here, one at a time, the second shard with a gc inside it."""
+        with lock:
+            if key_prefix == "extract":
+                extract_shards.append(ref)
+                stage = gc_after(stage) if len(extract_shards) == 2 else stage
+            return func(artifacts, ref, meta, stage, args)
+
+    monkeypatch.setattr(DaskPool, "run", in_process)
+    result = gtzan(params=params(workspace, store=store, models=["mlp"]))
+    assert len(extract_shards) > 2
+    gc_said = caplog.text  # the flow logs what its tasks print
+    assert "removed 0 artifacts not referenced by any run and 0 .tmp folders" in gc_said
+    assert "kept 2 unreferenced items made or reused since the oldest live run started" in gc_said
+    manifest = Run.open(store, result["run_id"]).manifest
+    shards = [ArtifactRef("extract", s["key"]) for s in manifest["stages"] if s["stage"] == "extract"]
+    assert set(shards) == set(extract_shards) and all(ArtifactStore(store).has(ref) for ref in shards)
+    assert list((tmp_path / "store" / "leases").iterdir()) == []  # released at the end of the run
