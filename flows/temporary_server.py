@@ -13,18 +13,14 @@ with three changes:
   mirflow, which shuts down through the still running server (``mirflow serve`` pauses
   its schedules there) and then stops it as Prefect does, at exit;
 - the server exits when mirflow dies without stopping it (``kill -9``, the OOM killer):
-  a thread in it watches its parent process.
+  a thread in it watches its parent process (flows/guarded_server.py).
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
-import prefect
 from prefect.context import refresh_global_settings_context
-from prefect.server.api.server import SubprocessASGIServer
 from prefect.settings import (
     PREFECT_SERVER_ANALYTICS_ENABLED,
     PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
@@ -35,23 +31,6 @@ from mirflow.errors import MirflowError
 
 # (Prefect setting, mirflow's default); Prefect's settings compare by value, so no dict
 SERVER_DEFAULTS = [(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, "120"), (PREFECT_SERVER_ANALYTICS_ENABLED, "false")]
-
-# Runs uvicorn as `python -m uvicorn ARGS` does, after starting a daemon thread that sends
-# the server SIGTERM (uvicorn's graceful stop) once its parent is gone: a child whose
-# parent dies is adopted by another process, so its parent's pid changes. Portable, and,
-# unlike Linux's PR_SET_PDEATHSIG, not tied to the thread that started the child.
-WATCH_PARENT = """
-import os, signal, sys, threading, time
-parent = int(sys.argv.pop(1))
-def watch():
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os.kill(os.getpid(), signal.SIGTERM)
-threading.Thread(target=watch, daemon=True).start()
-from uvicorn.main import main
-sys.argv[0] = "uvicorn"
-main()
-"""
 
 
 def user_set(setting) -> bool:
@@ -71,26 +50,6 @@ def apply_server_defaults() -> None:
         refresh_global_settings_context()  # Prefect read its settings when imported
 
 
-class GuardedServer(SubprocessASGIServer):
-    """Prefect's temporary server, started in a session of its own under a parent watch.
-
-    Constructed with no port, it is the instance Prefect's own ``SubprocessASGIServer()``
-    returns from then on (instances are shared per port), so Prefect's clients use it and
-    Prefect stops it at exit. The command is Prefect 3.8's ``_run_uvicorn_command``, whose
-    Popen takes neither a session of its own nor code to run in the child, hence the copy."""
-
-    def _run_uvicorn_command(self) -> subprocess.Popen:
-        uvicorn_args = ["--app-dir", str(prefect.__module_path__.parent), "--factory",
-                        "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
-                        "--log-level", "error", "--lifespan", "on"]
-        server_env = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
-        return subprocess.Popen(
-            [sys.executable, "-c", WATCH_PARENT, str(os.getpid()), *uvicorn_args],
-            env={**os.environ, **server_env, **get_current_settings().to_environment_variables(exclude_unset=True)},
-            start_new_session=True,
-        )
-
-
 def start_temporary_server() -> None:
     """Start Prefect's temporary server now, unless a server is configured (PREFECT_API_URL)
     or the user turned the temporary one off."""
@@ -98,6 +57,8 @@ def start_temporary_server() -> None:
     settings = get_current_settings()
     if settings.api.url or not settings.server.ephemeral.enabled:
         return
+    from flows.guarded_server import GuardedServer  # Prefect's server code: imported only when needed (~5 s)
+
     timeout = settings.server.ephemeral.startup_timeout_seconds
     try:
         GuardedServer().start()
