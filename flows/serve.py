@@ -16,6 +16,7 @@ from prefect import serve as prefect_serve
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron, Interval, RRule, Schedule
 
+from flows.temporary_server import start_temporary_server
 from mirflow.cli import FLOWS, flow_function
 from mirflow.errors import ConfigError
 
@@ -75,4 +76,6 @@ def deployments(prefect_file: Path = PREFECT_FILE) -> list[RunnerDeployment]:
 
 def serve(prefect_file: Path = PREFECT_FILE, limit: int | None = None) -> None:
     """Register the deployments and run their flow runs until interrupted (Ctrl-C)."""
-    prefect_serve(*deployments(prefect_file), limit=limit)
+    served = deployments(prefect_file)  # a bad file is reported before the server starts
+    start_temporary_server()
+    prefect_serve(*served, limit=limit)

@@ -119,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     params = params_from_args(_params_model(args.pipeline), args)
+    from flows.temporary_server import start_temporary_server
+
+    start_temporary_server()
     result = flow_function(args.pipeline)(params=params, explain=args.explain)
     if args.explain:
         print(result["explain"])

@@ -72,6 +72,7 @@ class DaskPool:
         # The scheduler and nannies log every worker start and stop at INFO: too chatty
         # beside the flow's own log.
         logging.getLogger("distributed").setLevel(logging.WARNING)
+        _quiet_worker_teardown(logging.getLogger("distributed.nanny"))
         # Workers inherit this process's environment, where an earlier default Dask
         # cluster (its nanny writes its settings into the process running it) or the
         # user's shell may have left MALLOC_TRIM_THRESHOLD_; with it, extraction here
@@ -84,6 +85,9 @@ class DaskPool:
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
+                # Without a dashboard the scheduler still serves its health routes, on 8787
+                # by default: a second cluster then warned "Port 8787 is already in use".
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                 host="127.0.0.1",
             )
         log.info("started a local Dask cluster with %d worker processes", self.n_workers)
@@ -113,6 +117,22 @@ class DaskPool:
                 cluster.close()
             else:
                 threading.Thread(target=cluster.close, name="mirflow-dask-cluster-close").start()
+
+
+def _not_worker_teardown_kill(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Worker process still alive after")
+
+
+def _quiet_worker_teardown(nanny_log: logging.Logger) -> None:
+    """Drop the nanny's "Worker process still alive after 4.0 seconds, killing" warning.
+
+    A nanny stopping its worker (the pool closing, or a restart the nanny announces
+    itself) gives the process 4 s to exit, then kills it. A worker that imported torch
+    spends seconds in interpreter teardown (measured: 4-7 s on a busy 2-core machine),
+    so every run ended with this warning, though nothing was lost: results are all in by
+    then, and the kill only ends that teardown."""
+    if _not_worker_teardown_kill not in nanny_log.filters:
+        nanny_log.addFilter(_not_worker_teardown_kill)
 
 
 def _forward_progress(event: tuple) -> None:

@@ -134,3 +134,40 @@ def test_local_workers_start_without_dasks_malloc_trim_threshold(monkeypatch):
     finally:
         pool.close()
     assert list(settings.values()) == [None, None]
+
+
+def _slow_teardown() -> None:
+    """Make this worker process take 6 s to exit, as one that imported torch does on a busy machine."""
+    import atexit
+    import time
+
+    atexit.register(time.sleep, 6)
+
+
+@pytest.mark.heavy
+def test_closing_the_pool_warns_of_nothing():
+    """A worker slow to exit is killed after 4 s without the nanny's warning, and a
+    second cluster (8787 taken) starts without Dask's "Port 8787 is already in use"."""
+    import contextlib
+    import logging
+    import socket
+    import warnings
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    nanny_log = logging.getLogger("distributed.nanny")
+    nanny_log.addHandler(handler)
+    try:
+        with socket.socket() as port_8787, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with contextlib.suppress(OSError):  # already taken is as good
+                port_8787.bind(("127.0.0.1", 8787))
+                port_8787.listen()
+            pool = DaskPool(None, 1)
+            pool.client().run(_slow_teardown)
+            pool.close()
+    finally:
+        nanny_log.removeHandler(handler)
+    assert not [r.getMessage() for r in records if r.levelno >= logging.WARNING]
+    assert not [str(w.message) for w in caught if "8787" in str(w.message)]
