@@ -250,7 +250,7 @@ def run(quick: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.msd_etl", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.msd_etl", description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--quick", action="store_true", help="200 and 1,000 files instead of 1,000 and 10,000.")
     args = parser.parse_args(argv)
     from bench.common import write_result

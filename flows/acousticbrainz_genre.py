@@ -34,6 +34,7 @@ from tasks.run import finish_run, start_run
 @flow(name="acousticbrainz_genre", **flow_options())
 def acousticbrainz_genre(params: AcousticBrainzParams = AcousticBrainzParams(), explain: bool = False) -> dict:
     """Subtask 1 and stacked subtask 2 on AcousticBrainz low-level features; `explain` only reports what would re-run."""
+    params.check_inputs()  # missing or mislaid data fails here, before a cluster starts
     ctx = start_run("acousticbrainz_genre", params, explain)
     try:
         data_dir = locate_data(ctx)

@@ -23,6 +23,7 @@ from tasks.train import train_model
 @flow(name="gtzan", **flow_options())
 def gtzan(params: GtzanParams = GtzanParams(), explain: bool = False) -> dict:
     """Genre classification on GTZAN-layout audio; `explain` only reports what would re-run."""
+    params.check_inputs()  # missing or mislaid data fails here, before a cluster starts
     ctx = start_run("gtzan", params, explain)
     try:
         clips = discover_gtzan_clips(ctx)

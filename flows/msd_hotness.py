@@ -32,6 +32,7 @@ from tasks.split import split_rows
 @flow(name="msd_hotness", **flow_options())
 def msd_hotness(params: MsdHotnessParams = MsdHotnessParams(), explain: bool = False) -> dict:
     """Song-hotness regression on MSD song files; `explain` only reports what would re-run."""
+    params.check_inputs()  # missing or mislaid data fails here, before a cluster starts
     ctx = start_run("msd_hotness", params, explain)
     try:
         data_dir, songs = discover_msd_songs(ctx)

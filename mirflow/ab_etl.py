@@ -23,7 +23,6 @@ import pyarrow.parquet as pq
 
 from mirflow import scaling, splits
 from mirflow.datasets import acousticbrainz as ab
-from mirflow.errors import ConfigError
 from mirflow.featureset import FAILURES, TABLE, FeatureSet
 from mirflow.fingerprint import file_fingerprint
 from mirflow.store import ArtifactWriter
@@ -53,9 +52,7 @@ def demo_data(folder: str | Path, n: int, seed: int) -> Path:
 def feature_files(data_dir: str | Path, mode: str = "stat") -> pd.DataFrame:
     """Every low-level JSON document of the task layout: ``path``, ``rel_path``,
     ``fingerprint`` and ``official_split`` (the folder it lies in)."""
-    paths = ab.list_files(data_dir)
-    if not paths:
-        raise ConfigError(f"no AcousticBrainz JSON files under {data_dir} (expected {ab.feature_dir('train')}/*/*.json)")
+    paths = ab.require_files(data_dir)
     split_of = {ab.feature_dir(split): split for split in ab.SPLITS}
     records = []
     for path in paths:
@@ -68,11 +65,9 @@ def feature_files(data_dir: str | Path, mode: str = "stat") -> pd.DataFrame:
 def groundtruth_inputs(data_dir: str | Path, mode: str = "stat") -> dict[str, dict[str, dict]]:
     """Ground-truth TSVs present, by source and split: path and fingerprint (for the cache key)."""
     found: dict[str, dict[str, dict]] = {}
-    for (source, split), path in sorted(ab.groundtruth_files(data_dir).items()):
+    for (source, split), path in sorted(ab.require_groundtruth(data_dir).items()):
         rel_path, fingerprint = file_fingerprint(path, data_dir, mode)
         found.setdefault(source, {})[split] = {"path": str(path), "rel_path": rel_path, "fingerprint": fingerprint}
-    if not found:
-        raise ConfigError(f"no ground-truth TSVs in {data_dir} (expected {ab.groundtruth_name('discogs', 'train')} …)")
     return found
 
 

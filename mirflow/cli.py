@@ -66,8 +66,17 @@ def _store_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", default="./mirflow_store", help="Artifact store folder or fsspec URL.")
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser that takes options only by their full names: argparse's
+    default prefix matching read `--split filtered` as `--split-file filtered`.
+    Subparsers are made of the parent's class, so every level gets this."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mirflow", description=__doc__)
+    parser = Parser(prog="mirflow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="Run a pipeline flow.")
@@ -112,20 +121,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (MirflowError, ValidationError) as error:
+    except ValidationError as error:
+        print(f"mirflow: error: {validation_message(error)}", file=sys.stderr)
+        return 2
+    except MirflowError as error:
         print(f"mirflow: error: {error}", file=sys.stderr)
         return 2
 
 
+def validation_message(error: ValidationError) -> str:
+    """Pydantic's errors on one line, each naming its option (``--fractions: …``); a
+    rule across fields names them in its message."""
+    parts = []
+    for item in error.errors(include_url=False):
+        message = item["msg"].removeprefix("Value error, ")
+        option = "--" + "-".join(map(str, item["loc"])).replace("_", "-") + ": " if item["loc"] else ""
+        parts.append(option + message)
+    return "; ".join(parts)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     params = params_from_args(_params_model(args.pipeline), args)
+    # Before Prefect is imported, let alone a server or cluster started.
+    params.check_inputs()
+    if args.explain:
+        # Keys only: the flow's own body and tasks as plain calls, so explain computes
+        # exactly the keys a run would, without a Prefect server.
+        from tasks.common import plain_calls
+
+        with plain_calls():
+            result = flow_function(args.pipeline).fn(params=params, explain=True)
+        print(result["explain"])
+        return 0
     from flows.temporary_server import start_temporary_server
 
     start_temporary_server()
-    result = flow_function(args.pipeline)(params=params, explain=args.explain)
-    if args.explain:
-        print(result["explain"])
-        return 0
+    result = flow_function(args.pipeline)(params=params)
     print(f"run {result['run_id']}: report at {result['report_path']}")
     for row in result["rows"]:
         if row["split"] != "train":
@@ -171,7 +202,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
-    from mirflow import runs
     from mirflow.store import ArtifactStore
 
     store = ArtifactStore(args.store)
@@ -182,6 +212,8 @@ def cmd_store(args: argparse.Namespace) -> int:
             print(f"{stage:<{width}} {entry['artifacts']:>6} items {entry['bytes'] / 2**20:>10.1f} MiB")
         print(f"{'total':<{width}} {sum(e['bytes'] for e in usage.values()) / 2**20:>23.1f} MiB")
         return 0
+    from mirflow import runs  # pandas: gc only
+
     garbage = store.collect_garbage(runs.referenced_artifacts(store), dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {len(garbage.artifacts)} artifacts not referenced by any run and {garbage.staging} "

@@ -9,16 +9,24 @@ own source only — Prefect's ``TASK_SOURCE`` policy says so, and ``joblib.Memor
 the cached function's code, not what it calls — so editing a helper such as
 ``features.extract_clip`` would silently reuse stale artifacts. Input files are
 fingerprinted by size+mtime or content, never by path.
+
+A project module that a function imports in its body (heavy ones, such as the torch
+models, are imported where they are used so that importing the flows stays fast) is
+covered as a whole file, with the project modules it imports in turn: its objects are
+not at hand until it is imported, and hashing must not import it.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import hashlib
+import importlib.util
 import inspect
 import json
 import os
+import textwrap
 import threading
 import types
 from collections.abc import Callable, Iterable
@@ -90,7 +98,11 @@ def _code_hash(func: Callable, packages: tuple[str, ...]) -> str:
 
 def _is_project(obj: Any, packages: tuple[str, ...]) -> bool:
     module = getattr(obj, "__module__", None) or getattr(obj, "__name__", "")
-    return isinstance(module, str) and any(module == p or module.startswith(p + ".") for p in packages)
+    return isinstance(module, str) and _in_packages(module, packages)
+
+
+def _in_packages(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
 
 
 def _collect(obj: Any, packages: tuple[str, ...], sources: dict[str, str]) -> None:
@@ -99,6 +111,8 @@ def _collect(obj: Any, packages: tuple[str, ...], sources: dict[str, str]) -> No
     if name in sources or not _is_project(obj, packages):
         return
     sources[name] = _source(obj)
+    for module in _imports(sources[name], obj.__module__, packages):
+        _collect_module(module, packages, sources)
     if isinstance(obj, type):
         for member in vars(obj).values():
             member = getattr(member, "__func__", member)
@@ -143,6 +157,52 @@ def _follow_names(func: types.FunctionType, packages: tuple[str, ...], sources: 
                         _collect(member, packages, sources)
         elif inspect.isfunction(target) or inspect.isclass(target):
             _collect(target, packages, sources)
+
+
+def _collect_module(name: str, packages: tuple[str, ...], sources: dict[str, str]) -> None:
+    """A project module's whole source and, transitively, that of the project modules it imports."""
+    key = f"module {name}"
+    if key in sources:
+        return
+    spec = importlib.util.find_spec(name)  # imports the parent packages only
+    if spec is None or not (spec.origin or "").endswith(".py"):
+        return
+    with open(spec.origin, encoding="utf-8") as f:
+        text = f.read()
+    sources[key] = text
+    package = name if spec.submodule_search_locations is not None else name.rpartition(".")[0]
+    for module in _imports(text, package, packages, is_package=True):
+        _collect_module(module, packages, sources)
+
+
+@functools.lru_cache(maxsize=4096)
+def _imports(source: str, context: str, packages: tuple[str, ...], is_package: bool = False) -> frozenset[str]:
+    """The project modules that ``import`` statements in ``source`` may load: for
+    ``from package import name``, the submodule ``package.name`` when there is one.
+    ``context`` is the module the code lies in (or, with ``is_package``, its package),
+    for relative imports. Cached: the same source always imports the same modules."""
+    try:
+        tree = ast.parse(textwrap.dedent(source))
+    except SyntaxError:  # a repr() standing in for source that could not be found
+        return frozenset()
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if _in_packages(alias.name, packages))
+        elif isinstance(node, ast.ImportFrom):
+            package = context if is_package else context.rpartition(".")[0]
+            base = importlib.util.resolve_name("." * node.level + (node.module or ""), package) if node.level else node.module
+            if _in_packages(base, packages):
+                found.add(base)
+                found.update(f"{base}.{alias.name}" for alias in node.names if _is_submodule(base, alias.name))
+    return frozenset(found)
+
+
+def _is_submodule(package: str, name: str) -> bool:
+    """Whether ``package.name`` is a module, found without importing ``package``."""
+    spec = importlib.util.find_spec(package)  # imports the parents of ``package`` only
+    folders = (spec and spec.submodule_search_locations) or ()
+    return any(Path(folder, f"{name}.py").is_file() or Path(folder, name, "__init__.py").is_file() for folder in folders)
 
 
 def _filled(cell: types.CellType) -> bool:

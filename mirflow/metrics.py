@@ -14,11 +14,10 @@ from typing import BinaryIO
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from sklearn import metrics as skm
 
 from mirflow.errors import ConfigError
+
+# scikit-learn and matplotlib take seconds to import: they are imported where used.
 
 
 def classification_report(y_true, y_pred, labels: Sequence) -> dict:
@@ -27,6 +26,8 @@ def classification_report(y_true, y_pred, labels: Sequence) -> dict:
     Macro averages run over all of ``labels``; ``confusion_matrix[i][j]`` counts rows of
     true ``labels[i]`` predicted as ``labels[j]``.
     """
+    from sklearn import metrics as skm
+
     y_true, y_pred, labels = np.asarray(y_true), np.asarray(y_pred), list(labels)
     _check_same_length(y_true, y_pred)
     for name, values in (("y_true", y_true), ("y_pred", y_pred)):
@@ -56,6 +57,9 @@ def confusion_matrix_png(cm, labels: Sequence, path_or_buffer: str | Path | Bina
 
     Uses a bare Agg figure, never pyplot, so no window opens and no global state is touched.
     """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     counts = np.asarray(cm, dtype=float)
     if counts.ndim != 2 or counts.shape != (len(labels), len(labels)):
         raise ConfigError(f"cm has shape {counts.shape}, expected ({len(labels)}, {len(labels)}) for the labels")
@@ -86,6 +90,8 @@ def confusion_matrix_png(cm, labels: Sequence, path_or_buffer: str | Path | Bina
 
 def regression_report(y_true, y_pred) -> dict:
     """RMSE, MAE and R² (R² is None with fewer than two rows)."""
+    from sklearn import metrics as skm
+
     y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
     _check_same_length(y_true, y_pred)
     if not (np.all(np.isfinite(y_true)) and np.all(np.isfinite(y_pred))):
@@ -105,6 +111,8 @@ def multilabel_report(Y_true, scores, label_names: Sequence[str], threshold: flo
     label lists with sklearn's MultiLabelBinarizer(classes=label_names)); a label is
     predicted where ``scores >= threshold``.
     """
+    from sklearn import metrics as skm
+
     truth, scores = _indicator_and_scores(Y_true, scores, label_names)
     predicted = scores >= threshold
     aucs = {}
@@ -158,6 +166,8 @@ def choose_threshold(Y_true, scores) -> float:
 
 def binary_report(y_true, scores) -> dict:
     """ROC AUC (None if one class only), log loss and accuracy at 0.5 for P(positive) scores."""
+    from sklearn import metrics as skm
+
     y_true, scores = np.asarray(y_true), np.asarray(scores, dtype=float)
     _check_same_length(y_true, scores)
     if not np.isin(y_true, (0, 1)).all():

@@ -5,9 +5,12 @@ fields as a validated form."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mirflow.errors import ConfigError
 
 Stage = Literal["extract", "split", "scale", "train", "evaluate"]
 
@@ -36,6 +39,14 @@ class RunParams(BaseModel):
         0.05, ge=0.0, le=1.0, description="The run fails when more than this fraction of input files is unreadable."
     )
     tag: str | None = Field(None, description="A label for this run, shown in `mirflow runs list`.")
+
+    def check_inputs(self) -> None:
+        """What the form cannot check: that the data the parameters name is there and laid
+        out as the pipeline expects. Cheap (a directory walk, no file read); the CLI calls
+        it before starting Prefect or Dask, and every flow calls it first. Raises
+        ``ConfigError`` naming the field."""
+        if self.data_dir is not None and not Path(self.data_dir).expanduser().is_dir():
+            raise ConfigError(f"data_dir {self.data_dir}: no such folder")
 
 
 class SplitParams(BaseModel):
@@ -92,6 +103,21 @@ class GtzanParams(RunParams, SplitParams, TrainParams):
             raise ValueError(f"segment {value!r} must be a duration such as '3s' or '2.5s'")
         return value
 
+    @model_validator(mode="after")
+    def _evaluation_has_rows(self) -> GtzanParams:
+        # Evaluation scores the test split, else the validation split: one must get rows.
+        if self.split_file is None and self.fractions[1] == 0 and self.fractions[2] == 0:
+            raise ValueError(f"fractions {self.fractions} leave no validation and no test rows to evaluate on; "
+                             "give one of them a share (e.g. 0.8 0.1 0.1) or use split_file")
+        return self
+
+    def check_inputs(self) -> None:
+        super().check_inputs()
+        if self.data_dir is not None:
+            from mirflow.datasets import gtzan
+
+            gtzan.discover(self.data_dir)
+
 
 def subset(params: BaseModel, group: type[BaseModel]) -> dict:
     """The fields of one parameter group (e.g. ``TrainParams``): what a stage's key covers."""
@@ -140,6 +166,14 @@ class AcousticBrainzParams(RunParams):
             raise ValueError("validation_fraction + test_fraction must leave at least 10% for training")
         return value
 
+    def check_inputs(self) -> None:
+        super().check_inputs()
+        if self.data_dir is not None:
+            from mirflow.datasets import acousticbrainz as ab
+
+            ab.require_files(self.data_dir)
+            ab.require_groundtruth(self.data_dir)
+
 
 class MsdHotnessParams(RunParams, SplitParams):
     """Song-hotness regression on Million Song Dataset files: Lasso/ElasticNet on one-hot or hashed features (report 000)."""
@@ -171,3 +205,10 @@ class MsdHotnessParams(RunParams, SplitParams):
         if any(not a > 0 for a in value):
             raise ValueError(f"alphas {value} must all be > 0")
         return value
+
+    def check_inputs(self) -> None:
+        super().check_inputs()
+        if self.data_dir is not None:
+            from mirflow.datasets import msd
+
+            msd.require_files(self.data_dir)

@@ -16,15 +16,18 @@ import uuid
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
-import torch
 from pydantic import BaseModel
 
-from mirflow import report, steps
+from mirflow import report
 from mirflow.errors import ConfigError
 from mirflow.fingerprint import stable_hash
 from mirflow.store import ArtifactRef, ArtifactStore
+
+if TYPE_CHECKING:
+    import torch
 
 PACKAGES = ("mirflow", "prefect", "dask", "distributed", "numpy", "pandas", "pyarrow", "h5py", "torch", "librosa", "scikit-learn")
 
@@ -178,6 +181,8 @@ class Run:
         return self.store.read_run_file(self.run_id, "report.md").decode()
 
     def model(self, name: str | None = None) -> tuple[torch.nn.Module, dict]:
+        from mirflow import steps  # torch, only for what reads models
+
         name = name or self.manifest["best_model"]
         return steps.load_model_bytes(self.store.read_run_file(self.run_id, f"models/{name}.pt"))
 

@@ -12,19 +12,24 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import torch
 
-from mirflow import metrics, progress, scaling, splits, training
+from mirflow import progress, scaling, splits
 from mirflow.errors import LeakageError
 from mirflow.featureset import FeatureBatchSource, FeatureSet
-from mirflow.models import build_model, count_parameters
 from mirflow.split_stage import read_split
 from mirflow.splits import SPLITS
 from mirflow.store import ArtifactRef, ArtifactStore, ArtifactWriter
+
+if TYPE_CHECKING:
+    import torch
+
+# Training, models and metrics (torch, scikit-learn, matplotlib: seconds to import) are
+# imported in the functions that use them, so importing a flow stays fast.
 
 SCALER = "scaler.json"
 MODEL = "model.pt"
@@ -171,6 +176,8 @@ IN_MEMORY_BYTES = 256 * 2**20
 
 
 def _source(features, spec, prep, classes, row_ids, batch_size, shuffle, seed):
+    from mirflow import training
+
     index = {name: i for i, name in enumerate(classes)}
 
     def to_xy(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -201,6 +208,9 @@ def write_trained_model(
     config: dict,
 ) -> dict:
     """Train one model with early stopping on validation loss; keep the best weights."""
+    from mirflow import training
+    from mirflow.models import build_model, count_parameters
+
     store = features.store
     split = read_split(store, split_ref)
     prep = read_preprocessing(store, scaler_ref)
@@ -241,11 +251,15 @@ def write_trained_model(
 
 
 def model_bytes(model: torch.nn.Module, arch: dict) -> bytes:
+    from mirflow import training
+
     with tempfile.TemporaryDirectory() as folder:
         return training.save_model(model, arch, Path(folder) / MODEL).read_bytes()
 
 
 def load_model_bytes(data: bytes) -> tuple[torch.nn.Module, dict]:
+    from mirflow import training
+
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / MODEL
         path.write_bytes(data)
@@ -263,6 +277,8 @@ def write_evaluation(
     batch_size: int,
 ) -> dict:
     """Per-split metrics, predictions, confusion matrix and inference time of one model."""
+    from mirflow import metrics, training
+
     store = features.store
     split = read_split(store, split_ref)
     prep = read_preprocessing(store, scaler_ref)

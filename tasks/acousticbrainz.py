@@ -4,7 +4,6 @@ subtask-1 networks, stacking, evaluation and the run folder's contents."""
 from __future__ import annotations
 
 import pandas as pd
-from prefect import get_run_logger, task
 
 from mirflow import ab_etl, runs, stacking
 from mirflow.datasets import acousticbrainz as ab
@@ -13,8 +12,8 @@ from mirflow.extraction import Shard
 from mirflow.featureset import FeatureSet
 from mirflow.fingerprint import stable_hash
 from mirflow.store import ArtifactRef
-from tasks.common import STAGE_DEFAULTS, UNCACHED
-from tasks.runtime import RunContext, run_stage
+from tasks.common import STAGE_DEFAULTS, UNCACHED, task
+from tasks.runtime import RunContext, run_logger, run_stage
 
 
 def _training_config(ctx: RunContext) -> dict:
@@ -29,7 +28,7 @@ def locate_data(ctx: RunContext) -> str:
     if params.data_dir is not None:
         return params.data_dir
     folder = data_root() / f"acousticbrainz-demo-seed{params.seed}-n{params.demo_recordings}"
-    get_run_logger().info("no data_dir given: using the generated demo data set in %s", folder)
+    run_logger().info("no data_dir given: using the generated demo data set in %s", folder)
     return str(ab_etl.demo_data(folder, params.demo_recordings, params.seed))
 
 
@@ -37,14 +36,14 @@ def locate_data(ctx: RunContext) -> str:
 def discover_feature_files(ctx: RunContext, data_dir: str) -> pd.DataFrame:
     files = ab_etl.feature_files(data_dir, ctx.params.fingerprint)
     counts = files["official_split"].value_counts().to_dict()
-    get_run_logger().info("found %d low-level JSON files (%s)", len(files), counts)
+    run_logger().info("found %d low-level JSON files (%s)", len(files), counts)
     return files
 
 
 @task(**STAGE_DEFAULTS)
 def discover_groundtruth(ctx: RunContext, data_dir: str) -> dict[str, dict[str, dict]]:
     found = ab_etl.groundtruth_inputs(data_dir, ctx.params.fingerprint)
-    get_run_logger().info("ground truth for %s", ", ".join(f"{s} ({'/'.join(v)})" for s, v in found.items()))
+    run_logger().info("ground truth for %s", ", ".join(f"{s} ({'/'.join(v)})" for s, v in found.items()))
     return found
 
 

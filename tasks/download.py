@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import task
 
 from mirflow.datacli import download
-from tasks.common import STAGE_DEFAULTS
+from tasks.common import STAGE_DEFAULTS, task
 
 
 @task(name="download-dataset", **STAGE_DEFAULTS)

@@ -4,14 +4,13 @@ Prefect task per shard, computed on a Dask worker."""
 from __future__ import annotations
 
 import pandas as pd
-from prefect import get_run_logger, task
 
 from mirflow.errors import MirflowError
 from mirflow.extraction import Shard, plan_shards, write_feature_shard
 from mirflow.featureset import FeatureSet
 from mirflow.store import ArtifactRef
-from tasks.common import STAGE_DEFAULTS, UNCACHED
-from tasks.runtime import RunContext, run_stage
+from tasks.common import STAGE_DEFAULTS, UNCACHED, task
+from tasks.runtime import RunContext, run_logger, run_stage
 
 
 @task(**UNCACHED)
@@ -25,7 +24,7 @@ def plan_input_shards(ctx: RunContext, files: pd.DataFrame, stages: tuple[str, .
     shards = plan_shards(files, ctx.params.shard_size)
     for stage in stages:
         ctx.progress.expect(stage, len(shards))
-    get_run_logger().info("%d input files in %d shards", len(files), len(shards))
+    run_logger().info("%d input files in %d shards", len(files), len(shards))
     return sorted(shards, key=lambda shard: (-len(shard.clips), shard.index))
 
 
@@ -49,7 +48,7 @@ def collect_shards(ctx: RunContext, shards: list[ArtifactRef], n_inputs: int) ->
     if ctx.explain:
         return features
     failures = features.failures()
-    logger = get_run_logger()
+    logger = run_logger()
     for failure in failures:
         logger.warning("quarantined %s: %s", failure["path"], failure["reason"])
     limit = ctx.params.max_failure_fraction

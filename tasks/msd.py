@@ -4,18 +4,17 @@ split by artist, build the design matrices, audit them, fit each model on Dask, 
 from __future__ import annotations
 
 import pandas as pd
-from prefect import get_run_logger, task
 
 from mirflow import msd_etl, regression, runs
 from mirflow.datasets import msd
 from mirflow.datasets.base import data_root
-from mirflow.errors import ConfigError, DataError
+from mirflow.errors import DataError
 from mirflow.extraction import Shard
 from mirflow.featureset import FeatureSet
 from mirflow.fingerprint import file_fingerprint
 from mirflow.store import ArtifactRef, ArtifactStore
-from tasks.common import STAGE_DEFAULTS, UNCACHED
-from tasks.runtime import RunContext, run_stage
+from tasks.common import STAGE_DEFAULTS, UNCACHED, task
+from tasks.runtime import RunContext, run_logger, run_stage
 
 
 @task(**STAGE_DEFAULTS)
@@ -26,13 +25,11 @@ def discover_msd_songs(ctx: RunContext) -> tuple[str, pd.DataFrame]:
     data_dir = params.data_dir
     if data_dir is None:
         folder = data_root() / f"msd-demo-seed{params.seed}-n{params.demo_songs}"
-        get_run_logger().info("no data_dir given: using the generated demo data set in %s", folder)
+        run_logger().info("no data_dir given: using the generated demo data set in %s", folder)
         data_dir = str(msd_etl.demo_songs(folder, params.demo_songs, params.seed))
-    paths = msd.list_files(data_dir)
-    if not paths:
-        raise ConfigError(f"data_dir {data_dir}: no MSD song files (*.h5) below it")
+    paths = msd.require_files(data_dir)
     songs = pd.DataFrame([file_fingerprint(p, data_dir, params.fingerprint) for p in paths], columns=["rel_path", "fingerprint"])
-    get_run_logger().info("found %d song files in %s", len(songs), data_dir)
+    run_logger().info("found %d song files in %s", len(songs), data_dir)
     return data_dir, songs
 
 
@@ -64,7 +61,7 @@ def collect_clean_songs(ctx: RunContext, shards: list[ArtifactRef]) -> FeatureSe
     if ctx.explain:
         return songs
     counts = clean_counts(ctx.store, shards)
-    get_run_logger().info(
+    run_logger().info(
         "clean: kept %d of %d songs (%d without hotness, %d with hotness 0)",
         counts["rows"], counts["rows_in"], counts["no_hotness"], counts["zero_hotness"],
     )

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel
 
 from mirflow import report, runs
 from mirflow.cluster import DaskPool
 from mirflow.store import ArtifactStore
-from tasks.common import UNCACHED
-from tasks.runtime import RunContext
+from tasks.common import UNCACHED, task
+from tasks.runtime import RunContext, run_logger
 
 
 @task(**UNCACHED)
@@ -23,7 +22,7 @@ def start_run(flow: str, params: BaseModel, explain: bool = False) -> RunContext
         params=params,
         explain=explain,
     )
-    get_run_logger().info("run %s: artifacts in %s", ctx.run_id, params.store)
+    run_logger().info("run %s: artifacts in %s", ctx.run_id, params.store)
     if not explain:  # last: ctx.close releases the lease, and only a returned ctx is closed
         ctx.store.take_lease(ctx.run_id)
     return ctx
@@ -33,7 +32,7 @@ def start_run(flow: str, params: BaseModel, explain: bool = False) -> RunContext
 def finish_run(ctx: RunContext, outputs: runs.RunOutputs, selection: runs.Selection = runs.Selection()) -> dict:
     """Write the run folder (report, metrics, manifest, files) and the Prefect table and
     markdown artifacts; with ``explain``, only say which stages would re-run and why."""
-    logger = get_run_logger()
+    logger = run_logger()
     if ctx.explain:
         text = report.explain_plan(ctx.stages, runs.latest_manifest(ctx.store, ctx.flow, before=ctx.run_id))
         logger.info("what would re-run:\n%s", text)

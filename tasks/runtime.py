@@ -8,12 +8,14 @@ heavy ones) inside ``store.writing`` so a killed run leaves nothing that looks v
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import get_run_logger
+from prefect.exceptions import MissingContextError
 from pydantic import BaseModel
 
 from mirflow import progress
@@ -98,7 +100,7 @@ class StageProgress:
             if stage in self._bar_ids:
                 self._bars.advance(self._bar_ids[stage])
             if stage in self.totals:
-                get_run_logger().info("%s: %d/%d done", stage, self.done[stage], self.totals[stage])
+                run_logger().info("%s: %d/%d done", stage, self.done[stage], self.totals[stage])
 
     def close(self) -> None:
         progress.remove_listener(self.update)
@@ -133,7 +135,7 @@ def run_stage(
     if ctx.explain:
         ctx.record({**entry, "status": "forced" if cached else "missing"})
         return ref
-    logger = get_run_logger()
+    logger = run_logger()
     logger.info("%s: computing %s (%s)", label or stage, ref.key[:12], "forced" if cached else "not cached")
     meta = {"run_id": ctx.run_id, "flow": ctx.flow, **parts}
     if on_dask:
@@ -142,6 +144,15 @@ def run_stage(
         result = materialize(ctx.store, ref, meta, func, args)
     ctx.record({**entry, "status": "computed", **{k: result[k] for k in ("seconds", "peak_rss_bytes", "peak_rss_scope")}})
     return ref
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter:
+    """The Prefect run's logger; the ``mirflow`` logger where tasks run as plain
+    functions (``tasks.common.plain_calls``)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("mirflow")
 
 
 def is_transient(task, task_run, state) -> bool:
@@ -160,4 +171,4 @@ def is_transient(task, task_run, state) -> bool:
     return False
 
 
-__all__ = ["RunContext", "is_transient", "run_stage"]
+__all__ = ["RunContext", "is_transient", "run_logger", "run_stage"]

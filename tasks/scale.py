@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from prefect import task
 
 from mirflow import steps
 from mirflow.featureset import FeatureSet
 from mirflow.store import ArtifactRef
-from tasks.common import STAGE_DEFAULTS, UNCACHED
+from tasks.common import STAGE_DEFAULTS, UNCACHED, task
 from tasks.runtime import RunContext, run_stage
 
 

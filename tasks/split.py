@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import task
 
 from mirflow.featureset import FeatureSet
 from mirflow.fingerprint import file_fingerprint
 from mirflow.params import SplitParams, subset
 from mirflow.split_stage import write_split
 from mirflow.store import ArtifactRef
-from tasks.common import STAGE_DEFAULTS
+from tasks.common import STAGE_DEFAULTS, task
 from tasks.runtime import RunContext, run_stage
 
 

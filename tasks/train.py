@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from prefect import task
 
 from mirflow import steps
 from mirflow.featureset import FeatureSet
 from mirflow.params import TrainParams, subset
 from mirflow.store import ArtifactRef
-from tasks.common import STAGE_DEFAULTS
+from tasks.common import STAGE_DEFAULTS, task
 from tasks.runtime import RunContext, run_stage
 
 

@@ -1,4 +1,5 @@
-"""The CLI around finished runs: predict, runs list/show/compare, store du/gc, bad parameters."""
+"""The CLI around finished runs: predict, runs list/show/compare, store du/gc (bad parameters:
+test_cli_startup.py)."""
 
 from __future__ import annotations
 
@@ -179,11 +180,3 @@ def test_store_du_and_gc_keep_what_runs_reference(finished_runs, capsys):
     assert not stray.exists()
     assert main(["predict", first["run_dir"], str(root / "data" / "genres" / "pop")]) == 0  # still usable
 
-
-def test_bad_parameters_fail_before_any_work(tmp_path, capsys):
-    assert main(["run", "gtzan", "--fractions", "0.5", "0.5", "0.5", "--store", str(tmp_path)]) == 2
-    assert "sum to 1" in capsys.readouterr().err
-    (tmp_path / "empty").mkdir()
-    with prefect_test_harness(server_startup_timeout=120):
-        assert main(["run", "gtzan", "--data-dir", str(tmp_path / "empty"), "--store", str(tmp_path / "s")]) == 2
-    assert "no audio files" in capsys.readouterr().err

@@ -34,6 +34,23 @@ def test_editing_a_called_function_changes_the_key(tmp_path, monkeypatch):
     assert _hash_stage(tmp_path) != before
 
 
+def test_a_module_imported_in_the_function_body_is_covered_without_being_imported(tmp_path, monkeypatch):
+    """Heavy project modules (torch models) are imported where used, so that importing a
+    flow stays fast: the key must still change when they, or what they import, change."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _write_package(tmp_path, "from mirflow_fp_demo import deep\n\n\ndef transform(x):\n    return deep.scale * x\n")
+    (tmp_path / "mirflow_fp_demo" / "stage.py").write_text(
+        "def run_stage(x):\n    from mirflow_fp_demo.helpers import transform\n\n    return transform(x) + 1\n"
+    )
+    deep = tmp_path / "mirflow_fp_demo" / "deep.py"
+    deep.write_text("scale = 2\n")
+    before = _hash_stage(tmp_path)
+    assert "mirflow_fp_demo.helpers" not in sys.modules and "mirflow_fp_demo.deep" not in sys.modules
+    assert _hash_stage(tmp_path) == before
+    deep.write_text("scale = 3\n")
+    assert _hash_stage(tmp_path) != before
+
+
 def test_stage_code_hash_follows_mirflow_modules():
     from mirflow import extraction, features
 

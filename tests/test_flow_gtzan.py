@@ -44,6 +44,12 @@ def params(workspace: Path, **overrides) -> GtzanParams:
     return GtzanParams(**{**values, **overrides})
 
 
+def cli_options(p: GtzanParams) -> list[str]:
+    """``mirflow run gtzan`` options giving ``params(workspace)``."""
+    return ["--data-dir", p.data_dir, "--store", p.store, "--n-workers", "1", "--shard-size", "8", "--max-epochs",
+            str(p.max_epochs), "--patience", "2", "--cnn-frames", "64", "--fractions", "0.6", "0.2", "0.2", "--lr", str(p.lr)]
+
+
 def statuses(result: dict) -> dict[str, list[str]]:
     manifest = Run.open(result["run_dir"].rsplit("/runs/", 1)[0], result["run_id"]).manifest
     by_stage: dict[str, list[str]] = {}
@@ -82,9 +88,7 @@ def test_first_run_writes_report_metrics_and_prefect_artifacts(prefect_server, w
 
 def test_unchanged_rerun_in_a_second_process_is_all_cache_hits(prefect_server, workspace):
     p = params(workspace)
-    cli = [sys.executable, "-m", "mirflow.cli", "run", "gtzan", "--data-dir", p.data_dir, "--store", p.store,
-           "--n-workers", "1", "--shard-size", "8", "--max-epochs", "3", "--patience", "2", "--cnn-frames", "64",
-           "--fractions", "0.6", "0.2", "0.2"]
+    cli = [sys.executable, "-m", "mirflow.cli", "run", "gtzan", *cli_options(p)]
     done = subprocess.run(cli, capture_output=True, text=True, timeout=600, env={**os.environ})
     assert done.returncode == 0, done.stderr[-3000:]
     run_id = done.stdout.split("run ", 1)[1].split(":", 1)[0]
@@ -105,6 +109,21 @@ def test_explain_says_what_would_rerun_without_running(prefect_server, workspace
     assert "train[mlp]: would re-run (changed: parameters)" in result["explain"]
     assert "extract[0]: cached" in result["explain"]
     assert not any(s["status"] == "computed" for s in result["stages"])
+
+
+def test_cli_explain_needs_no_prefect_api_and_agrees_with_the_run(prefect_server, workspace, capsys):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from mirflow.cli import main
+
+    p = params(workspace, lr=0.002)
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):  # nothing answers there
+        assert main(["run", "gtzan", *cli_options(p), "--explain"]) == 0
+    plan = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    assert plan["train[mlp]"] == "would re-run (changed: parameters)"
+    manifest = Run.open(p.store, gtzan(params=p)["run_id"]).manifest
+    done = {stage["label"]: stage["status"] for stage in manifest["stages"]}
+    assert {label: "cached" if line.startswith("cached") else "computed" for label, line in plan.items()} == done
 
 
 def test_editing_one_file_reextracts_only_its_shard(prefect_server, workspace):

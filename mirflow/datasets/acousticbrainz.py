@@ -266,6 +266,14 @@ def list_files(data_dir: str | Path, split: str | None = None) -> list[Path]:
     return sorted(p for s in splits for p in (Path(data_dir) / feature_dir(s)).glob("*/*.json"))
 
 
+def require_files(data_dir: str | Path) -> list[Path]:
+    """``list_files(data_dir)``; ``ConfigError`` when there are none."""
+    paths = list_files(data_dir)
+    if not paths:
+        raise ConfigError(f"no AcousticBrainz JSON files under {data_dir} (expected {feature_dir('train')}/*/*.json)")
+    return paths
+
+
 def read_file(path: str | Path) -> dict:
     """One document: ``recordingmbid``, ``length`` (s), ``synthetic``, ``features`` (LAYOUT vector)."""
     path = Path(path)
@@ -350,6 +358,14 @@ def groundtruth_files(data_dir: str | Path) -> dict[tuple[str, str], Path]:
                 if candidate.is_file():
                     found[(source, split)] = candidate
                     break
+    return found
+
+
+def require_groundtruth(data_dir: str | Path) -> dict[tuple[str, str], Path]:
+    """``groundtruth_files(data_dir)``; ``ConfigError`` when there are none."""
+    found = groundtruth_files(data_dir)
+    if not found:
+        raise ConfigError(f"no ground-truth TSVs in {data_dir} (expected {groundtruth_name('discogs', 'train')} …)")
     return found
 
 

@@ -131,6 +131,14 @@ def list_files(data_dir: str | Path) -> list[Path]:
     return sorted(Path(data_dir).rglob("*.h5"))
 
 
+def require_files(data_dir: str | Path) -> list[Path]:
+    """``list_files(data_dir)``; ``ConfigError`` when there are none."""
+    paths = list_files(data_dir)
+    if not paths:
+        raise ConfigError(f"data_dir {data_dir}: no MSD song files (*.h5) below it")
+    return paths
+
+
 def _read(dataset: h5py.Dataset) -> np.ndarray:
     """The whole dataset, read in the file's own type where the layout allows.
 
