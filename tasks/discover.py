@@ -7,7 +7,7 @@ from prefect import get_run_logger, task
 
 from mirflow.datasets import gtzan
 from mirflow.datasets.base import data_root
-from mirflow.fingerprint import file_fingerprint
+from mirflow.core.fingerprint import file_fingerprint
 from tasks.common import STAGE_DEFAULTS
 from tasks.runtime import RunContext
 

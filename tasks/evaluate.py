@@ -6,9 +6,10 @@ import dataclasses
 
 from prefect import task
 
-from mirflow import runs, steps
-from mirflow.featureset import FeatureSet
-from mirflow.store import ArtifactRef
+from mirflow import runs
+from mirflow.stages import classification as steps
+from mirflow.stages.featuresets import FeatureSet
+from mirflow.core.store import ArtifactRef
 from tasks.common import STAGE_DEFAULTS, UNCACHED
 from tasks.runtime import RunContext, run_stage
 

@@ -6,9 +6,10 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel
 
-from mirflow import report, runs
-from mirflow.cluster import DaskPool
-from mirflow.store import ArtifactStore
+from mirflow import runs
+from mirflow.runs import report
+from mirflow.core.cluster import DaskPool
+from mirflow.core.store import ArtifactStore
 from tasks.common import UNCACHED
 from tasks.runtime import RunContext
 

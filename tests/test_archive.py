@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mirflow.archive import UnsafeArchiveError, safe_extract
-from mirflow.errors import DataError
+from mirflow.io.archive import UnsafeArchiveError, safe_extract
+from mirflow.core.errors import DataError
 
 GOOD = {"top.txt": b"top", "sub/inner.bin": bytes(range(256))}
 

@@ -16,8 +16,8 @@ import soundfile as sf
 
 from flows.gtzan import gtzan
 from mirflow.datasets import gtzan as gtzan_data
-from mirflow.errors import LeakageError, MirflowError
-from mirflow.params import GtzanParams
+from mirflow.core.errors import LeakageError, MirflowError
+from mirflow.core.params import GtzanParams
 from mirflow.runs import Run
 
 
@@ -133,7 +133,7 @@ def test_leakage_audit_fails_the_flow_for_a_scaler_fitted_on_all_rows(prefect_se
 
 
 def test_leakage_audit_fails_the_flow_for_a_group_in_two_splits(prefect_server, workspace, monkeypatch):
-    from mirflow import splits
+    from mirflow.stages import splits
 
     def split_ignoring_groups(labels, groups, *, fractions, seed):
         names = np.array(["train", "validation", "test"])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mirflow.store import ArtifactRef, ArtifactStore
+from mirflow.core.store import ArtifactRef, ArtifactStore
 
 
 def test_artifact_visible_only_after_block_completes(tmp_path):
