@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 from bench.common import DATA, STORES, fresh_store, timed, write_result
-from mirflow.memory import peak_rss_bytes
+from mirflow.core.memory import peak_rss_bytes
 
 TARGET_FLAT = 1.20  # peak at 10x the files / peak at 1x
 SHARD_SIZE = 2000  # AcousticBrainzParams' default
@@ -79,11 +79,11 @@ def dataset(n: int, largest: int) -> Path:
 def _etl(data_dir: Path, store_dir: Path) -> dict:
     """The flow's extract stage: every shard on a fresh 2-worker Dask cluster; the peak is
     the largest worker's VmHWM once all shards are done."""
-    from mirflow import ab_etl
-    from mirflow.cluster import DaskPool
-    from mirflow.extraction import plan_shards
-    from mirflow.materialize import materialize
-    from mirflow.store import ArtifactRef, ArtifactStore
+    from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl
+    from mirflow.core.cluster import DaskPool
+    from mirflow.pipelines.gtzan.extract import plan_shards
+    from mirflow.core.materialize import materialize
+    from mirflow.core.store import ArtifactRef, ArtifactStore
 
     store = ArtifactStore(str(store_dir))
     shards = plan_shards(ab_etl.feature_files(data_dir), SHARD_SIZE)
@@ -107,9 +107,9 @@ def _etl(data_dir: Path, store_dir: Path) -> dict:
 
 def _prepare_training(data_dir: Path, store_dir: Path, extract_keys: list[str]) -> dict:
     """Targets, split and preprocessing for the training measurement (not measured)."""
-    from mirflow import ab_etl, stacking
-    from mirflow.featureset import FeatureSet
-    from mirflow.store import ArtifactRef, ArtifactStore
+    from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl, stacking
+    from mirflow.stages.featuresets import FeatureSet
+    from mirflow.core.store import ArtifactRef, ArtifactStore
 
     store = ArtifactStore(str(store_dir))
     features = FeatureSet(store, tuple(ArtifactRef("extract", k) for k in extract_keys))
@@ -148,9 +148,9 @@ def naive_table(data_dir: str) -> dict:
 def train_epoch(store_dir: str, extract_keys: str, split: str, targets: str, prep: str) -> dict:
     """One epoch of the flow's subtask-1 training (full network) for ``SOURCE``, streaming
     batches from the Parquet feature table, plus its embedding pass."""
-    from mirflow import stacking
-    from mirflow.featureset import FeatureSet
-    from mirflow.store import ArtifactRef, ArtifactStore
+    from mirflow.pipelines.acousticbrainz_genre import stacking
+    from mirflow.stages.featuresets import FeatureSet
+    from mirflow.core.store import ArtifactRef, ArtifactStore
 
     store = ArtifactStore(store_dir)
     features = FeatureSet(store, tuple(ArtifactRef("extract", k) for k in extract_keys.split(",")))
@@ -163,7 +163,7 @@ def train_epoch(store_dir: str, extract_keys: str, split: str, targets: str, pre
 
 
 def run(quick: bool) -> dict:
-    from mirflow.ab_etl import READ_BATCH
+    from mirflow.pipelines.acousticbrainz_genre.extract import READ_BATCH
 
     small, large = _sizes(quick)
     points = []

@@ -25,8 +25,8 @@ def _relative_difference(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def run(quick: bool) -> dict:
-    from mirflow.audio import load_audio
-    from mirflow.features import FeatureSettings, extract_clip, extract_clip_naive
+    from mirflow.io.audio import load_audio
+    from mirflow.pipelines.gtzan.features import FeatureSettings, extract_clip, extract_clip_naive
 
     settings = FeatureSettings()
     waveforms = [load_audio(path, sr=settings.sr) for path in clip_paths(gtzan_clips(_n_clips(quick)))]

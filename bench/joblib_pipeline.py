@@ -20,10 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from joblib import Parallel, delayed
 
-from mirflow import metrics, scaling, splits, training
+from mirflow.stages import metrics, scaling, splits, training
 from mirflow.datasets import gtzan
-from mirflow.extraction import extract_shard, plan_shards
-from mirflow.features import FeatureSettings, feature_names
+from mirflow.pipelines.gtzan.extract import extract_shard, plan_shards
+from mirflow.pipelines.gtzan.features import FeatureSettings, feature_names
 from mirflow.models import build_model
 
 

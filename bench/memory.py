@@ -7,7 +7,7 @@ data set.
 - Training: the flow's train stage function (``write_trained_model``) for the CNN on the
   log-mels, which streams batches from the store; one epoch in a fresh subprocess.
 
-Peaks are ``VmHWM`` (``mirflow.memory.peak_rss_bytes``), not ``ru_maxrss``, which a
+Peaks are ``VmHWM`` (``mirflow.core.memory.peak_rss_bytes``), not ``ru_maxrss``, which a
 spawned process inherits from its parent.
 
 ``python -m bench.memory '<json>'`` is the training subprocess.
@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.common import clip_records, fresh_store, gtzan_clips, timed, warm_page_cache
-from mirflow.memory import peak_rss_bytes
+from mirflow.core.memory import peak_rss_bytes
 
 TARGET_FLAT = 1.20
 SHARD_SIZE = 64  # GtzanParams' default
@@ -41,7 +41,7 @@ def _plan(quick: bool) -> tuple[float, tuple[int, int]]:
 
 def _write_shard(store, ref, clips: list[dict], settings: dict) -> int:
     """Run on a worker: the flow's extract stage function into one artifact."""
-    from mirflow.extraction import write_feature_shard
+    from mirflow.pipelines.gtzan.extract import write_feature_shard
 
     with store.writing(ref) as writer:
         return write_feature_shard(writer, clips, settings, None)["rows"]
@@ -50,17 +50,17 @@ def _write_shard(store, ref, clips: list[dict], settings: dict) -> int:
 def _warm_up(settings: dict) -> None:
     import numpy as np
 
-    from mirflow.extraction import write_feature_shard  # noqa: F401  (the stage's imports)
-    from mirflow.features import FeatureSettings, extract_clip
+    from mirflow.pipelines.gtzan.extract import write_feature_shard  # noqa: F401  (the stage's imports)
+    from mirflow.pipelines.gtzan.features import FeatureSettings, extract_clip
 
     extract_clip(np.random.default_rng(0).normal(0, 0.1, 22050).astype(np.float32), FeatureSettings(**settings))
 
 
 def _extract(data_dir: Path, store_path: Path) -> dict:
     """Extract every shard into a new store on 2 workers; per-worker peak RSS."""
-    from mirflow.cluster import DaskPool
-    from mirflow.extraction import audio_input_specs, plan_shards
-    from mirflow.store import ArtifactRef, ArtifactStore
+    from mirflow.core.cluster import DaskPool
+    from mirflow.pipelines.gtzan.extract import audio_input_specs, plan_shards
+    from mirflow.core.store import ArtifactRef, ArtifactStore
 
     settings, _ = audio_input_specs(SAMPLE_RATE, CNN_FRAMES)
     shards = plan_shards(pd.DataFrame(clip_records(data_dir)), SHARD_SIZE)
@@ -83,11 +83,11 @@ def _extract(data_dir: Path, store_path: Path) -> dict:
 
 def _split_and_scale(store_path: Path, shard_keys: list[str]) -> dict:
     """The flow's split and scale stage functions, in this process (not measured)."""
-    from mirflow import steps
-    from mirflow.extraction import audio_input_specs
-    from mirflow.featureset import FeatureSet
-    from mirflow.split_stage import write_split
-    from mirflow.store import ArtifactRef, ArtifactStore
+    from mirflow.stages import classification as steps
+    from mirflow.pipelines.gtzan.extract import audio_input_specs
+    from mirflow.stages.featuresets import FeatureSet
+    from mirflow.stages.split_stage import write_split
+    from mirflow.core.store import ArtifactRef, ArtifactStore
 
     store = ArtifactStore(str(store_path))
     features = FeatureSet(store, tuple(ArtifactRef("extract", key) for key in shard_keys))
@@ -103,11 +103,11 @@ def _split_and_scale(store_path: Path, shard_keys: list[str]) -> dict:
 
 def _train_cnn(job: dict) -> dict:
     """The training subprocess: one epoch of the flow's CNN training stage function."""
-    from mirflow import steps
-    from mirflow.extraction import audio_input_specs
-    from mirflow.featureset import FeatureSet
-    from mirflow.params import GtzanParams, TrainParams
-    from mirflow.store import ArtifactRef, ArtifactStore
+    from mirflow.stages import classification as steps
+    from mirflow.pipelines.gtzan.extract import audio_input_specs
+    from mirflow.stages.featuresets import FeatureSet
+    from mirflow.core.params import GtzanParams, TrainParams
+    from mirflow.core.store import ArtifactRef, ArtifactStore
 
     store = ArtifactStore(job["store"])
     features = FeatureSet(store, tuple(ArtifactRef("extract", key) for key in job["shards"]))

@@ -35,7 +35,7 @@ def _n_clips(quick: bool) -> int:
 
 def _extract_rows(clips: list[dict], settings) -> int:
     """Run on a worker: extract one shard, return only its row count (no table transfer)."""
-    from mirflow.extraction import extract_shard
+    from mirflow.pipelines.gtzan.extract import extract_shard
 
     table, failures = extract_shard(clips, settings, None)
     if failures:
@@ -45,8 +45,8 @@ def _extract_rows(clips: list[dict], settings) -> int:
 
 def _warm_up() -> None:
     """Imports (extract_shard's pull in pyarrow and torch) and numba loading, off the clock."""
-    import mirflow.extraction  # noqa: F401
-    from mirflow.features import FeatureSettings, extract_clip
+    import mirflow.pipelines.gtzan.extract  # noqa: F401
+    from mirflow.pipelines.gtzan.features import FeatureSettings, extract_clip
 
     extract_clip(np.random.default_rng(0).normal(0, 0.1, 22050).astype(np.float32), FeatureSettings())
 
@@ -78,7 +78,7 @@ def _single_threaded_libraries() -> Iterator[None]:
 
 def _measure_processes(shards: list[list[dict]], n_processes: int, repeats: int) -> dict:
     """The same shards on a plain spawn-started process pool: no scheduler, no nanny."""
-    from mirflow.features import FeatureSettings
+    from mirflow.pipelines.gtzan.features import FeatureSettings
 
     passes = []
     with _single_threaded_libraries():
@@ -105,8 +105,8 @@ def _dask_default_cluster(n_workers: int):
 def _measure(shards: list[list[dict]], n_workers: int, environment: str, repeats: int) -> dict:
     """Start a cluster, warm it up, time ``repeats`` passes over all shards; keep the fastest
     (the least disturbed by other processes) and report every pass."""
-    from mirflow.cluster import DaskPool
-    from mirflow.features import FeatureSettings
+    from mirflow.core.cluster import DaskPool
+    from mirflow.pipelines.gtzan.features import FeatureSettings
 
     saved_environment = dict(os.environ)  # Dask's nanny writes its worker settings into this process
     cluster = _dask_default_cluster(n_workers) if environment == DASK_DEFAULT else None
@@ -153,7 +153,7 @@ def run(quick: bool) -> dict:
         "title": "2. Extraction on a local Dask cluster: 2 workers vs 1, and MALLOC_TRIM_THRESHOLD_",
         "setup": (
             f"{len(records)} generated 30 s clips in {len(shards)} equal shards of {len(shards[0])}, "
-            "`mirflow.extraction.extract_shard` on `mirflow.cluster.DaskPool` workers (processes, 1 thread each), "
+            "`mirflow.pipelines.gtzan.extract.extract_shard` on `mirflow.core.cluster.DaskPool` workers (processes, 1 thread each), "
             "one `DaskPool.run` per shard from its own thread as the flow's tasks do. Each configuration starts "
             "a fresh cluster and warms its workers up (librosa import, numba loading) before the clock starts; "
             f"best of {repeats} pass(es). 'dask default' = a LocalCluster with Dask's nanny environment "

@@ -11,8 +11,9 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.common import flow_options
-from mirflow import runs, stacking
-from mirflow.params import AcousticBrainzParams
+from mirflow import runs
+from mirflow.pipelines.acousticbrainz_genre import stacking
+from mirflow.core.params import AcousticBrainzParams
 from tasks.acousticbrainz import (
     audit_leakage,
     build_targets,

@@ -6,7 +6,7 @@ from prefect.settings import get_current_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 
 # Tasks run on threads in the flow process (~5 ms each) and wait there while their heavy
-# compute runs on Dask workers as plain functions (see mirflow.cluster). A waiting thread
+# compute runs on Dask workers as plain functions (see mirflow.core.cluster). A waiting thread
 # is cheap, and the pool bounds how many shards are in flight at once, so it is sized for
 # a cluster of this many worker threads; Prefect's own setting
 # PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS overrides it for a bigger one.

@@ -9,8 +9,8 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.common import flow_options
-from mirflow.extraction import audio_input_specs
-from mirflow.params import GtzanParams, segment_seconds
+from mirflow.pipelines.gtzan.extract import audio_input_specs
+from mirflow.core.params import GtzanParams, segment_seconds
 from tasks.discover import discover_gtzan_clips
 from tasks.evaluate import collect_classification_outputs, evaluate_model
 from tasks.extract import collect_shards, extract_audio_shard, plan_input_shards

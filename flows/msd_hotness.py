@@ -10,8 +10,8 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.common import flow_options
-from mirflow.params import MsdHotnessParams
-from mirflow.regression import model_grid
+from mirflow.core.params import MsdHotnessParams
+from mirflow.pipelines.msd_hotness.regression import model_grid
 from mirflow.runs import Selection
 from tasks.extract import collect_shards, plan_input_shards
 from tasks.msd import (

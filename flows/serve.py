@@ -18,7 +18,7 @@ from prefect.schedules import Cron, Interval, RRule, Schedule
 
 from flows.temporary_server import start_temporary_server
 from mirflow.cli import FLOWS, flow_function
-from mirflow.errors import ConfigError
+from mirflow.core.errors import ConfigError
 
 PREFECT_FILE = Path(__file__).resolve().parents[1] / "deployments" / "prefect.yaml"
 SCHEDULE_KINDS = {"cron": Cron, "interval": Interval, "rrule": RRule}

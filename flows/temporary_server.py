@@ -27,7 +27,7 @@ from prefect.settings import (
     get_current_settings,
 )
 
-from mirflow.errors import MirflowError
+from mirflow.core.errors import MirflowError
 
 # (Prefect setting, mirflow's default); Prefect's settings compare by value, so no dict
 SERVER_DEFAULTS = [(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, "120"), (PREFECT_SERVER_ANALYTICS_ENABLED, "false")]

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mirflow import ab_etl, runs, stacking
+from mirflow import runs
+
+from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl, stacking
 from mirflow.datasets import acousticbrainz as ab
 from mirflow.datasets.base import data_root
-from mirflow.extraction import Shard
-from mirflow.featureset import FeatureSet
-from mirflow.fingerprint import stable_hash
-from mirflow.store import ArtifactRef
+from mirflow.pipelines.gtzan.extract import Shard
+from mirflow.stages.featuresets import FeatureSet
+from mirflow.core.fingerprint import stable_hash
+from mirflow.core.store import ArtifactRef
 from tasks.common import STAGE_DEFAULTS, UNCACHED, task
 from tasks.runtime import RunContext, run_logger, run_stage
 

@@ -6,7 +6,7 @@ import pandas as pd
 
 from mirflow.datasets import gtzan
 from mirflow.datasets.base import data_root
-from mirflow.fingerprint import file_fingerprint
+from mirflow.core.fingerprint import file_fingerprint
 from tasks.common import STAGE_DEFAULTS, task
 from tasks.runtime import RunContext, run_logger
 

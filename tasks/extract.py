@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mirflow.errors import MirflowError
-from mirflow.extraction import Shard, plan_shards, write_feature_shard
-from mirflow.featureset import FeatureSet
-from mirflow.store import ArtifactRef
+from mirflow.core.errors import MirflowError
+from mirflow.pipelines.gtzan.extract import Shard, plan_shards, write_feature_shard
+from mirflow.stages.featuresets import FeatureSet
+from mirflow.core.store import ArtifactRef
 from tasks.common import STAGE_DEFAULTS, UNCACHED, task
 from tasks.runtime import RunContext, run_logger, run_stage
 

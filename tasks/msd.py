@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mirflow import msd_etl, regression, runs
+from mirflow import runs
+
+from mirflow.pipelines.msd_hotness import extract as msd_etl, regression
 from mirflow.datasets import msd
 from mirflow.datasets.base import data_root
-from mirflow.errors import DataError
-from mirflow.extraction import Shard
-from mirflow.featureset import FeatureSet
-from mirflow.fingerprint import file_fingerprint
-from mirflow.store import ArtifactRef, ArtifactStore
+from mirflow.core.errors import DataError
+from mirflow.pipelines.gtzan.extract import Shard
+from mirflow.stages.featuresets import FeatureSet
+from mirflow.core.fingerprint import file_fingerprint
+from mirflow.core.store import ArtifactRef, ArtifactStore
 from tasks.common import STAGE_DEFAULTS, UNCACHED, task
 from tasks.runtime import RunContext, run_logger, run_stage
 

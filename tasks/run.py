@@ -5,9 +5,11 @@ from __future__ import annotations
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel
 
-from mirflow import report, runs
-from mirflow.cluster import DaskPool
-from mirflow.store import ArtifactStore
+from mirflow import runs
+
+from mirflow.runs import report
+from mirflow.core.cluster import DaskPool
+from mirflow.core.store import ArtifactStore
 from tasks.common import UNCACHED, task
 from tasks.runtime import RunContext, run_logger
 

@@ -18,11 +18,11 @@ from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
 from pydantic import BaseModel
 
-from mirflow import progress
-from mirflow.cluster import DaskPool
-from mirflow.fingerprint import code_hash, stable_hash
-from mirflow.materialize import StageFunction, materialize
-from mirflow.store import ArtifactRef, ArtifactStore
+from mirflow.core import progress
+from mirflow.core.cluster import DaskPool
+from mirflow.core.fingerprint import code_hash, stable_hash
+from mirflow.core.materialize import StageFunction, materialize
+from mirflow.core.store import ArtifactRef, ArtifactStore
 
 
 @dataclass
@@ -158,7 +158,7 @@ def run_logger() -> logging.Logger | logging.LoggerAdapter:
 def is_transient(task, task_run, state) -> bool:
     """Retry only what may go away: I/O and connection trouble, a lost worker.
     Bad data (DataError) and bad parameters fail at once."""
-    from mirflow.errors import MirflowError
+    from mirflow.core.errors import MirflowError
 
     try:
         state.result()

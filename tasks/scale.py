@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 
-from mirflow import steps
-from mirflow.featureset import FeatureSet
-from mirflow.store import ArtifactRef
+from mirflow.stages import classification as steps
+from mirflow.stages.featuresets import FeatureSet
+from mirflow.core.store import ArtifactRef
 from tasks.common import STAGE_DEFAULTS, UNCACHED, task
 from tasks.runtime import RunContext, run_stage
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 
-from mirflow.featureset import FeatureSet
-from mirflow.fingerprint import file_fingerprint
-from mirflow.params import SplitParams, subset
-from mirflow.split_stage import write_split
-from mirflow.store import ArtifactRef
+from mirflow.stages.featuresets import FeatureSet
+from mirflow.core.fingerprint import file_fingerprint
+from mirflow.core.params import SplitParams, subset
+from mirflow.stages.split_stage import write_split
+from mirflow.core.store import ArtifactRef
 from tasks.common import STAGE_DEFAULTS, task
 from tasks.runtime import RunContext, run_stage
 

@@ -41,7 +41,7 @@ def prefect_server():
 @pytest.fixture
 def scaler_fitted_on_all_rows(monkeypatch):
     """Injects the leak every pipeline's audit must catch: the scaler fitted on all rows."""
-    from mirflow import scaling
+    from mirflow.stages import scaling
 
     real_fit = scaling.fit_scaler_on_train
     monkeypatch.setattr(scaling, "fit_scaler_on_train",

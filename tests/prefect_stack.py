@@ -24,7 +24,7 @@ import psutil
 from annotated_types import Ge, Gt
 
 from flows import serve
-from mirflow import params as params_module
+from mirflow.core import params as params_module
 from mirflow.cli import FLOWS, flow_function
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mirflow import archive as archive_module
-from mirflow.archive import ExtractConflictError, UnsafeArchiveError, extract_limit, safe_extract
-from mirflow.errors import DataError
+from mirflow.io import archive as archive_module
+from mirflow.io.archive import ExtractConflictError, UnsafeArchiveError, extract_limit, safe_extract
+from mirflow.core.errors import DataError
 
 GOOD = {"top.txt": b"top", "sub/inner.bin": bytes(range(256))}
 

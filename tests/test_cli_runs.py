@@ -17,7 +17,7 @@ from prefect.testing.utilities import prefect_test_harness
 from flows.gtzan import gtzan
 from mirflow.cli import main
 from mirflow.datasets import gtzan as gtzan_data
-from mirflow.params import GtzanParams
+from mirflow.core.params import GtzanParams
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_predict_checks_the_run_folder_before_reading_audio(finished_runs, tmp_p
     root, first, _ = finished_runs
     run_dir = _copied_run(first, tmp_path)
     defect(run_dir)
-    monkeypatch.setattr("mirflow.predict.load_audio", _fail_if_called)
+    monkeypatch.setattr("mirflow.pipelines.gtzan.predict.load_audio", _fail_if_called)
     clip = root / "data" / "genres" / "blues" / "blues.00001.wav"
 
     assert main(["predict", str(run_dir), str(clip), "--model", model]) == 2
@@ -137,7 +137,7 @@ def test_predict_checks_that_out_is_writable_before_scoring(finished_runs, tmp_p
     root, first, _ = finished_runs
     (tmp_path / "a_file").write_text("not a folder")
     (tmp_path / "a_folder").mkdir()
-    monkeypatch.setattr("mirflow.predict.predict_files", _fail_if_called)
+    monkeypatch.setattr("mirflow.pipelines.gtzan.predict.predict_files", _fail_if_called)
     clip = root / "data" / "genres" / "blues" / "blues.00001.wav"
 
     assert main(["predict", first["run_dir"], str(clip), "--out", str(tmp_path / out)]) == 2

@@ -14,9 +14,9 @@ import pytest
 
 from flows.common import DEFAULT_TASK_THREADS, task_threads
 from flows.gtzan import gtzan
-from mirflow.cluster import DaskPool
+from mirflow.core.cluster import DaskPool
 from mirflow.datasets import gtzan as gtzan_data
-from mirflow.params import GtzanParams
+from mirflow.core.params import GtzanParams
 
 BIN = Path(sys.executable).parent
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mirflow.datasets import cifar100
-from mirflow.errors import ConfigError, DataError
+from mirflow.core.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")

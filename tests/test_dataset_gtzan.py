@@ -14,7 +14,7 @@ import soundfile as sf
 
 from mirflow.datasets import gtzan
 from mirflow.datasets.base import RemoteFile
-from mirflow.errors import ConfigError, DataError
+from mirflow.core.errors import ConfigError, DataError
 
 SR = gtzan.SAMPLE_RATE
 
@@ -207,7 +207,7 @@ def test_read_table_reports_unreadable_files(synth, tmp_path):
 
 
 def test_read_file_decodes_a_clip(synth):
-    pytest.importorskip("mirflow.audio")
+    pytest.importorskip("mirflow.io.audio")
     out, paths = synth
     record = gtzan.read_file(paths[0])
     assert record["clip_id"] == "blues.00000" and record["genre"] == "blues" and record["sr"] == SR

@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from mirflow.datasets import kkbox
-from mirflow.errors import DataError
+from mirflow.core.errors import DataError
 
 TABLES = ["members", "song_extra_info", "songs", "test", "train"]
 

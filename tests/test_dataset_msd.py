@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from mirflow.datasets import msd
-from mirflow.errors import DataError
+from mirflow.core.errors import DataError
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from prefect_stack import (
 )
 
 from flows import serve
-from mirflow import params as params_module
+from mirflow.core import params as params_module
 from mirflow.cli import FLOWS, flow_function
 
 
@@ -56,7 +56,7 @@ def test_serve_serves_a_flow_without_an_entry_unscheduled(tmp_path):
 
 
 def test_a_schedule_without_a_kind_is_refused_naming_the_file(tmp_path):
-    from mirflow.errors import ConfigError
+    from mirflow.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="prefect.yaml.*needs one of cron"):
         serve.schedule({"timezone": "UTC"}, tmp_path / "prefect.yaml")

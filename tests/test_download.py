@@ -12,8 +12,8 @@ import pytest
 from fault_server import FaultServer, corrupt, drop, status
 
 from mirflow.datasets.base import RemoteFile
-from mirflow.download import DownloadError, fetch, fetch_dataset, file_checksum, verify
-from mirflow.errors import ChecksumError, ConfigError, DataError
+from mirflow.io.download import DownloadError, fetch, fetch_dataset, file_checksum, verify
+from mirflow.core.errors import ChecksumError, ConfigError, DataError
 
 DATA = bytes(range(256)) * 400  # 102 400 bytes
 SHA = "sha256:" + hashlib.sha256(DATA).hexdigest()
@@ -55,7 +55,7 @@ def test_retry_after_is_honoured_and_capped(server, tmp_path, get, sleeps):
 def test_dropped_connection_resumes_from_bytes_received(server, tmp_path, get, caplog):
     received = 40_000
     url = server.add("/a.bin", DATA, faults=[drop(after=received)])
-    with caplog.at_level(logging.INFO, logger="mirflow.download"):
+    with caplog.at_level(logging.INFO, logger="mirflow.io.download"):
         out = get(url, tmp_path / "a.bin", SHA)
     assert out.read_bytes() == DATA
     assert [(r.range, r.status) for r in server.requests] == [(None, 200), (f"bytes={received}-", 206)]
@@ -200,7 +200,7 @@ def test_fetch_dataset_downloads_extracts_once(server, tmp_path):
 
 
 def test_fetch_dataset_limits_extraction_by_the_archive_size(server, tmp_path, monkeypatch):
-    from mirflow import archive as archive_module
+    from mirflow.io import archive as archive_module
 
     monkeypatch.setattr(archive_module, "MIN_EXTRACT_LIMIT", 0)  # else small archives may unpack to 64 MiB
     buf = io.BytesIO()

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mirflow import features
-from mirflow.errors import ConfigError
-from mirflow.features import FeatureSettings, extract_clip, extract_clip_naive, feature_names
+from mirflow.pipelines.gtzan import features
+from mirflow.core.errors import ConfigError
+from mirflow.pipelines.gtzan.features import FeatureSettings, extract_clip, extract_clip_naive, feature_names
 
 SR = 22050
 RTOL, ATOL = 1e-4, 1e-6

@@ -17,10 +17,10 @@ import soundfile as sf
 
 from flows.gtzan import gtzan
 from mirflow.datasets import gtzan as gtzan_data
-from mirflow.errors import LeakageError, MirflowError
-from mirflow.params import GtzanParams
+from mirflow.core.errors import LeakageError, MirflowError
+from mirflow.core.params import GtzanParams
 from mirflow.runs import Run
-from mirflow.store import ArtifactRef, ArtifactStore
+from mirflow.core.store import ArtifactRef, ArtifactStore
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +172,7 @@ def test_leakage_audit_fails_the_flow_for_a_scaler_fitted_on_all_rows(prefect_se
 
 
 def test_leakage_audit_fails_the_flow_for_a_group_in_two_splits(prefect_server, workspace, monkeypatch):
-    from mirflow import splits
+    from mirflow.stages import splits
 
     def split_ignoring_groups(labels, groups, *, fractions, seed):
         names = np.array(["train", "validation", "test"])
@@ -189,7 +189,7 @@ def test_store_gc_between_two_shards_keeps_the_running_flows_work(prefect_server
     run folder refers to it yet, the second is half-written under .tmp/. The run must
     still succeed with every shard intact."""
     from mirflow.cli import main
-    from mirflow.cluster import DaskPool
+    from mirflow.core.cluster import DaskPool
 
     store = str(tmp_path / "store")
     lock, extract_shards = threading.Lock(), []

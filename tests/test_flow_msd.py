@@ -16,12 +16,12 @@ import pytest
 
 from flows.msd_hotness import msd_hotness
 from mirflow.datasets import msd
-from mirflow.errors import LeakageError, MirflowError
-from mirflow.extraction import plan_shards
-from mirflow.featureset import TABLE
-from mirflow.params import MsdHotnessParams
+from mirflow.core.errors import LeakageError, MirflowError
+from mirflow.pipelines.gtzan.extract import plan_shards
+from mirflow.stages.featuresets import TABLE
+from mirflow.core.params import MsdHotnessParams
 from mirflow.runs import Run
-from mirflow.store import ArtifactRef, ArtifactStore
+from mirflow.core.store import ArtifactRef, ArtifactStore
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from mirflow import memory
+from mirflow.core import memory
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM and clear_refs are Linux's")
 

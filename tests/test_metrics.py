@@ -11,8 +11,8 @@ import pytest
 import scipy.sparse as sp
 from sklearn import metrics as skm
 
-from mirflow.errors import ConfigError
-from mirflow.metrics import (
+from mirflow.core.errors import ConfigError
+from mirflow.stages.metrics import (
     binary_report,
     choose_threshold,
     classification_report,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mirflow.errors import ConfigError
+from mirflow.core.errors import ConfigError
 from mirflow.models import MLP, SpectrogramCNN, build_model, count_parameters
 
 

@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from mirflow import geo, msd_etl, regression
+from mirflow.pipelines.msd_hotness import extract as msd_etl, geo, regression
 from mirflow.datasets import msd
-from mirflow.errors import ConfigError, LeakageError
-from mirflow.featureset import TABLE, FeatureSet
-from mirflow.materialize import materialize
-from mirflow.split_stage import read_split, write_split
-from mirflow.store import ArtifactRef, ArtifactStore
+from mirflow.core.errors import ConfigError, LeakageError
+from mirflow.stages.featuresets import TABLE, FeatureSet
+from mirflow.core.materialize import materialize
+from mirflow.stages.split_stage import read_split, write_split
+from mirflow.core.store import ArtifactRef, ArtifactStore
 
 RICK = "TRAXLZU12903D05F94"
 
@@ -312,7 +312,7 @@ def test_audit_passes_on_the_pipeline(pipeline):
 
 
 def test_audit_catches_a_scaler_fitted_on_all_rows(pipeline, monkeypatch):
-    from mirflow import scaling
+    from mirflow.stages import scaling
 
     real_fit = scaling.fit_scaler_on_train
     monkeypatch.setattr(scaling, "fit_scaler_on_train", lambda X, split, **kw: real_fit(X, split.map(lambda _: "train"), **kw))
@@ -322,7 +322,7 @@ def test_audit_catches_a_scaler_fitted_on_all_rows(pipeline, monkeypatch):
 
 
 def test_audit_catches_an_artist_in_two_splits(pipeline, monkeypatch):
-    from mirflow import splits
+    from mirflow.stages import splits
 
     def ignoring_groups(labels, groups, *, fractions, seed):
         names = np.array(["train", "validation", "test"])

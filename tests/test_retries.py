@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prefect import flow, task
 
-from mirflow.errors import DataError
+from mirflow.core.errors import DataError
 from tasks.common import STAGE_DEFAULTS
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

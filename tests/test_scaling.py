@@ -10,8 +10,8 @@ import pytest
 import scipy.sparse as sp
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, StandardScaler
 
-from mirflow.errors import ConfigError, LeakageError
-from mirflow.scaling import (
+from mirflow.core.errors import ConfigError, LeakageError
+from mirflow.stages.scaling import (
     FittedScaler,
     apply_scaler,
     audit_leakage,

@@ -8,12 +8,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import soundfile as sf
 
-from mirflow import extraction
-from mirflow.errors import AudioDecodeError
-from mirflow.extraction import plan_shards
-from mirflow.features import FeatureSettings
-from mirflow.featureset import FAILURES, TABLE
-from mirflow.store import ArtifactRef, ArtifactStore
+from mirflow.pipelines.gtzan import extract as extraction
+from mirflow.core.errors import AudioDecodeError
+from mirflow.pipelines.gtzan.extract import plan_shards
+from mirflow.pipelines.gtzan.features import FeatureSettings
+from mirflow.stages.featuresets import FAILURES, TABLE
+from mirflow.core.store import ArtifactRef, ArtifactStore
 
 
 def _clips(names):

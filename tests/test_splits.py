@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mirflow.errors import ConfigError
-from mirflow.splits import (
+from mirflow.core.errors import ConfigError
+from mirflow.stages.splits import (
     SPLIT_DTYPE,
     SPLIT_LIST_FILES,
     audit_group_overlap,

@@ -8,11 +8,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from mirflow import steps
-from mirflow.errors import LeakageError
-from mirflow.featureset import FAILURES, TABLE, FeatureSet
-from mirflow.split_stage import SPLIT, read_split, write_split
-from mirflow.store import ArtifactRef, ArtifactStore
+from mirflow.stages import classification as steps
+from mirflow.core.errors import LeakageError
+from mirflow.stages.featuresets import FAILURES, TABLE, FeatureSet
+from mirflow.stages.split_stage import SPLIT, read_split, write_split
+from mirflow.core.store import ArtifactRef, ArtifactStore
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def test_band_statistics_from_per_row_sums_equal_those_of_the_training_frames(fe
 def test_shuffled_batches_cover_the_rows_once_and_the_window_holds_model_inputs(features):
     """Each epoch: every wanted row once, in whole batches but the last, an order that
     depends only on (seed, epoch); to_xy sees rows as they are read, never a window."""
-    from mirflow.featureset import FeatureBatchSource
+    from mirflow.stages.featuresets import FeatureBatchSource
 
     wanted = [f"{g}.{i:05d}" for g in ("blues", "jazz", "rock") for i in range(8)]  # 24 of the 30 rows
     seen_rows = []

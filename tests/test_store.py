@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mirflow.cli import main
-from mirflow.store import LEASE_MAX_AGE_S, STAGING_USAGE, ArtifactRef, ArtifactStore
+from mirflow.core.store import LEASE_MAX_AGE_S, STAGING_USAGE, ArtifactRef, ArtifactStore
 
 
 def test_artifact_visible_only_after_block_completes(tmp_path):

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from mirflow.errors import ConfigError, DataError
+from mirflow.core.errors import ConfigError, DataError
 from mirflow.models import MLP, build_model
-from mirflow.training import (
+from mirflow.stages.training import (
     ArrayBatchSource,
     BatchAugment,
     TrainConfig,

@@ -9,7 +9,7 @@ NAMES = ("gtzan", "msd", "acousticbrainz", "kkbox", "cifar100")
 
 
 def get_dataset(name: str) -> ModuleType:
-    from mirflow.errors import ConfigError
+    from mirflow.core.errors import ConfigError
 
     if name not in NAMES:
         raise ConfigError(f"unknown data set {name!r}; choose one of {', '.join(NAMES)}")

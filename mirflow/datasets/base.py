@@ -14,7 +14,7 @@ A dataset module (``mirflow/datasets/<name>.py``) defines, at module level:
 - ``list_files(data_dir) -> list[Path]`` -- the original-format units under a local
   copy (clips, song files, JSON documents, CSV tables), sorted, relative order stable.
 - ``read_file(path) -> dict`` -- one unit parsed into typed fields (raises
-  ``mirflow.errors.DataError`` naming the file when it cannot be parsed).
+  ``mirflow.core.errors.DataError`` naming the file when it cannot be parsed).
 - ``read_table(paths) -> (pandas.DataFrame, list[Failure])`` -- many units into one
   typed table; unreadable units are returned as failures, never fatal.
 - ``synthesize(out_dir, n, seed=0) -> list[Path]`` -- a small synthetic copy in the

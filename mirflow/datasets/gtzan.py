@@ -28,7 +28,7 @@ import pandas as pd
 import soundfile as sf
 
 from mirflow.datasets.base import Failure, RemoteFile
-from mirflow.errors import ConfigError
+from mirflow.core.errors import ConfigError
 
 NAME = "gtzan"
 LICENCE = "Research use only; audio gathered without copyright permission (Tzanetakis & Cook 2002); no redistribution."
@@ -154,10 +154,10 @@ def list_files(data_dir: str | Path) -> list[Path]:
 def read_file(path: str | Path, sr: int = SAMPLE_RATE) -> dict:
     """One clip decoded to float32 mono at ``sr``: clip_id, genre, path, waveform, sr.
 
-    Raises ``mirflow.errors.AudioDecodeError`` (a ``DataError``) naming the file when it
+    Raises ``mirflow.core.errors.AudioDecodeError`` (a ``DataError``) naming the file when it
     cannot be decoded.
     """
-    from mirflow.audio import load_audio  # decoding lives in mirflow.audio; discovery never needs it
+    from mirflow.io.audio import load_audio  # decoding lives in mirflow.io.audio; discovery never needs it
 
     path = Path(path)
     waveform = load_audio(path, sr)
@@ -196,7 +196,7 @@ def check_checksums(data_dir: str | Path) -> pd.DataFrame:
     ``missing`` (indexed, not on disk) or ``unindexed`` (on disk, but not a ``.wav`` clip
     of the index: ``.au`` originals, users' own files). Sorted by clip_id.
     """
-    from mirflow.download import file_checksum
+    from mirflow.io.download import file_checksum
 
     index = checksum_index()
     clips = discover(data_dir)

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from mirflow.datasets.base import Failure, RemoteFile
-from mirflow.errors import ConfigError, DataError
+from mirflow.core.errors import ConfigError, DataError
 
 NAME = "kkbox"
 LICENCE = "Kaggle competition data: use limited by the competition rules (non-commercial research)."

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from mirflow.datasets.base import Failure, RemoteFile
-from mirflow.errors import ConfigError, DataError
+from mirflow.core.errors import ConfigError, DataError
 
 NAME = "msd"
 LICENCE = (

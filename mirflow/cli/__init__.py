@@ -1,0 +1,242 @@
+"""The `mirflow` command. Flow options are generated from the flow's pydantic
+parameter model, so `--shard-size` is always the field `shard_size`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import types
+import typing
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ValidationError
+
+from mirflow.cli.data import add_data_parser, cmd_data
+from mirflow.core.errors import MirflowError
+
+# flow module, flow function, parameter model (in mirflow.core.params). Flows import
+# Prefect, so they are imported only when a flow runs: other commands start fast.
+FLOWS = {
+    "gtzan": ("flows.gtzan", "gtzan", "GtzanParams"),
+    "acousticbrainz_genre": ("flows.acousticbrainz_genre", "acousticbrainz_genre", "AcousticBrainzParams"),
+    "msd_hotness": ("flows.msd_hotness", "msd_hotness", "MsdHotnessParams"),
+}
+
+
+def _params_model(name: str) -> type[BaseModel]:
+    from mirflow.core import params
+
+    return getattr(params, FLOWS[name][2])
+
+
+def flow_function(name: str):
+    """The Prefect flow registered as ``name`` (imported on demand)."""
+    import importlib
+
+    module, function, _ = FLOWS[name]
+    return getattr(importlib.import_module(module), function)
+
+
+def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
+    """One option per field: name, help, default and list-ness come from the model."""
+    for name, field in model.model_fields.items():
+        option = "--" + name.replace("_", "-")
+        annotation = field.annotation
+        origin = typing.get_origin(annotation)
+        if origin in (types.UnionType, typing.Union):
+            annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+            origin = typing.get_origin(annotation)
+        default = field.default if field.default_factory is None else field.default_factory()
+        help_text = f"{field.description or ''} (default: {default})"
+        if origin in (list, tuple):
+            parser.add_argument(option, dest=name, nargs="+", default=None, help=help_text)
+        elif annotation is bool:
+            parser.add_argument(option, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(option, dest=name, default=None, help=help_text)
+
+
+def params_from_args(model: type[BaseModel], args: argparse.Namespace) -> BaseModel:
+    given = {name: getattr(args, name) for name in model.model_fields if getattr(args, name, None) is not None}
+    return model.model_validate(given)
+
+
+def _store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", default="./mirflow_store", help="Artifact store folder or fsspec URL.")
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser that takes options only by their full names: argparse's
+    default prefix matching read `--split filtered` as `--split-file filtered`.
+    Subparsers are made of the parent's class, so every level gets this."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="mirflow", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="Run a pipeline flow.")
+    pipelines = run.add_subparsers(dest="pipeline", required=True)
+    for name in FLOWS:
+        params_model = _params_model(name)
+        sub = pipelines.add_parser(name, help=(params_model.__doc__ or "").strip().splitlines()[0])
+        add_model_options(sub, params_model)
+        sub.add_argument("--explain", action="store_true", help="Say which stages would re-run and why; run nothing.")
+
+    predict = commands.add_parser("predict", help="Label audio with a finished run's model.")
+    predict.add_argument("run_dir", help="A run folder (…/runs/<run_id>) or a run id with --store.")
+    predict.add_argument("inputs", nargs="+", help="Audio files or folders (searched recursively).")
+    predict.add_argument("--model", default=None, help="mlp or cnn (default: the run's best by validation macro-F1).")
+    predict.add_argument("--out", default=None, help="CSV file to write (default: stdout).")
+    _store_option(predict)
+
+    runs_cmd = commands.add_parser("runs", help="List, show and compare runs.")
+    runs_sub = runs_cmd.add_subparsers(dest="action", required=True)
+    for action, nargs in (("list", 0), ("show", 1), ("compare", 2)):
+        sub = runs_sub.add_parser(action)
+        if nargs:
+            sub.add_argument("run_ids", nargs=nargs)
+        _store_option(sub)
+
+    store_cmd = commands.add_parser("store", help="Show and reclaim artifact-store space.")
+    store_sub = store_cmd.add_subparsers(dest="action", required=True)
+    _store_option(store_sub.add_parser("du", help="Bytes per stage."))
+    gc = store_sub.add_parser("gc", help="Delete artifacts no run folder refers to (never a live run's).")
+    _store_option(gc)
+    gc.add_argument("--dry-run", action="store_true", help="Only say what gc would remove.")
+    serve = commands.add_parser(
+        "serve", help="Serve every flow's deployments and schedules from this process (no work pool needed)."
+    )
+    serve.add_argument("--prefect-file", default=None, help="Deployments file (default: deployments/prefect.yaml).")
+    serve.add_argument("--limit", type=int, default=None, help="At most this many flow runs at once.")
+    add_data_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ValidationError as error:
+        print(f"mirflow: error: {validation_message(error)}", file=sys.stderr)
+        return 2
+    except MirflowError as error:
+        print(f"mirflow: error: {error}", file=sys.stderr)
+        return 2
+
+
+def validation_message(error: ValidationError) -> str:
+    """Pydantic's errors on one line, each naming its option (``--fractions: …``); a
+    rule across fields names them in its message."""
+    parts = []
+    for item in error.errors(include_url=False):
+        message = item["msg"].removeprefix("Value error, ")
+        option = "--" + "-".join(map(str, item["loc"])).replace("_", "-") + ": " if item["loc"] else ""
+        parts.append(option + message)
+    return "; ".join(parts)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    params = params_from_args(_params_model(args.pipeline), args)
+    # Before Prefect is imported, let alone a server or cluster started.
+    params.check_inputs()
+    if args.explain:
+        # Keys only: the flow's own body and tasks as plain calls, so explain computes
+        # exactly the keys a run would, without a Prefect server.
+        from tasks.common import plain_calls
+
+        with plain_calls():
+            result = flow_function(args.pipeline).fn(params=params, explain=True)
+        print(result["explain"])
+        return 0
+    from flows.temporary_server import start_temporary_server
+
+    start_temporary_server()
+    result = flow_function(args.pipeline)(params=params)
+    print(f"run {result['run_id']}: report at {result['report_path']}")
+    for row in result["rows"]:
+        if row["split"] != "train":
+            headline = [f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)][:4]
+            print(f"  {row['model']:>12} {row['split']:<10} " + "  ".join(headline))
+    print(f"  best model: {result['best_model']}; quarantined files: {result['failures']}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from mirflow.pipelines.gtzan.predict import check_writable, predict_files, resolve_run
+
+    run = resolve_run(args.run_dir, args.store)
+    if args.out:
+        check_writable(args.out)
+    table, errors = predict_files(run, args.inputs, args.model)
+    text = table.to_csv(index=False, float_format="%.6f")
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    for path, reason in errors:
+        print(f"mirflow: cannot read {path}: {reason}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from mirflow import runs
+    from mirflow.core.store import ArtifactStore
+
+    store = ArtifactStore(args.store)
+    if args.action == "list":
+        table = runs.list_runs(store)
+        print(table.to_string(index=False) if len(table) else "no runs yet")
+    elif args.action == "show":
+        run = runs.Run.open(store, args.run_ids[0])
+        print(run.report)
+        print(json.dumps({k: run.manifest[k] for k in ("code", "packages", "data_fingerprint", "seeds")}, indent=2))
+    else:
+        print(json.dumps(runs.compare_runs(store, *args.run_ids), indent=2, default=str))
+    return 0
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    from mirflow.core.store import ArtifactStore
+
+    store = ArtifactStore(args.store)
+    if args.action == "du":
+        usage = store.disk_usage()
+        width = max([12, *map(len, usage)])
+        for stage, entry in sorted(usage.items()):
+            print(f"{stage:<{width}} {entry['artifacts']:>6} items {entry['bytes'] / 2**20:>10.1f} MiB")
+        print(f"{'total':<{width}} {sum(e['bytes'] for e in usage.values()) / 2**20:>23.1f} MiB")
+        return 0
+    from mirflow import runs  # pandas: gc only
+
+    garbage = store.collect_garbage(runs.referenced_artifacts(store), dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {len(garbage.artifacts)} artifacts not referenced by any run and {garbage.staging} "
+          f".tmp folders left by killed runs: {garbage.bytes / 2**20:.1f} MiB")
+    if garbage.in_use:
+        print(f"kept {garbage.in_use} unreferenced items made or reused since the oldest live run started "
+              f"(live runs: {', '.join(garbage.live_runs)})")
+    if garbage.stale_leases:
+        print(f"{'would release' if args.dry_run else 'released'} the stale leases of killed runs: "
+              + ", ".join(garbage.stale_leases))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from flows.serve import PREFECT_FILE, serve
+
+    serve(args.prefect_file or PREFECT_FILE, limit=args.limit)
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run, "predict": cmd_predict, "runs": cmd_runs, "store": cmd_store, "data": cmd_data, "serve": cmd_serve
+}
+
+if __name__ == "__main__":
+    raise SystemExit(main())

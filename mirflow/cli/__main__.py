@@ -1,0 +1,3 @@
+from mirflow.cli import main
+
+raise SystemExit(main())
