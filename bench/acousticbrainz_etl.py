@@ -81,7 +81,7 @@ def _etl(data_dir: Path, store_dir: Path) -> dict:
     the largest worker's VmHWM once all shards are done."""
     from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl
     from mirflow.core.cluster import DaskPool
-    from mirflow.pipelines.gtzan.extract import plan_shards
+    from mirflow.stages.shards import plan_shards
     from mirflow.core.materialize import materialize
     from mirflow.core.store import ArtifactRef, ArtifactStore
 
@@ -93,14 +93,14 @@ def _etl(data_dir: Path, store_dir: Path) -> dict:
         client = pool.client()
         client.run(lambda: None)  # workers up before the clock starts
         with timed() as record:
-            futures = [client.submit(materialize, store, ref, {}, ab_etl.write_ab_shard, (list(shard.clips),), pure=False)
+            futures = [client.submit(materialize, store, ref, {}, ab_etl.write_ab_shard, (list(shard.files),), pure=False)
                        for shard, ref in zip(shards, refs)]
             results = client.gather(futures)
         worker_peaks = client.run(peak_rss_bytes)
     finally:
         pool.close()
     return {**record, "refs": [r.key for r in refs], "shards": len(shards),
-            "largest_shard": max(len(s.clips) for s in shards),
+            "largest_shard": max(len(s.files) for s in shards),
             "worker_peak_rss_bytes": max(worker_peaks.values()),
             "rows": sum(r["summary"]["rows"] for r in results)}
 

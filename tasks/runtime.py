@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger
@@ -18,6 +20,7 @@ from pydantic import BaseModel
 
 from mirflow.core import progress
 from mirflow.core.cluster import DaskPool
+from mirflow.datasets.base import demo_folder, ensure_demo
 from mirflow.core.fingerprint import code_hash, stable_hash
 from mirflow.core.materialize import StageFunction, materialize
 from mirflow.core.store import ArtifactRef, ArtifactStore
@@ -141,6 +144,16 @@ def run_stage(
     return ref
 
 
+def data_dir_or_demo(ctx: RunContext, dataset: str, n: int, make: Callable[[Path], object]) -> str:
+    """The run's data folder or, when none is given, the generated demo set of ``n``
+    units (made once by ``make(folder)``, and said so in the log): every flow's fallback."""
+    if ctx.params.data_dir is not None:
+        return ctx.params.data_dir
+    folder = demo_folder(dataset, n, ctx.params.seed)
+    get_run_logger().info("no data_dir given: using the generated demo data set in %s", folder)
+    return str(ensure_demo(folder, make))
+
+
 def is_transient(task, task_run, state) -> bool:
     """Retry only what may go away: I/O and connection trouble, a lost worker.
     Bad data (DataError) and bad parameters fail at once."""
@@ -157,4 +170,4 @@ def is_transient(task, task_run, state) -> bool:
     return False
 
 
-__all__ = ["RunContext", "is_transient", "run_stage"]
+__all__ = ["RunContext", "data_dir_or_demo", "is_transient", "run_stage"]

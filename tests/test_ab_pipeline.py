@@ -20,10 +20,10 @@ from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl, stacking
 from mirflow.stages import metrics, scaling
 from mirflow.datasets import acousticbrainz as ab
 from mirflow.core.errors import LeakageError
-from mirflow.pipelines.gtzan.extract import plan_shards
+from mirflow.stages.shards import plan_shards
 from mirflow.stages.featuresets import TABLE, FeatureSet
 from mirflow.models import MLP, count_parameters
-from mirflow.stages.split_stage import SPLIT, read_split
+from mirflow.stages.splits import SPLIT, read_split
 from mirflow.core.store import ArtifactRef, ArtifactStore
 
 CONFIG = dict(hidden=16, dropout=0.5, lr=3e-3, weight_decay=0.0, batch_size=32, max_epochs=2, patience=1, seed=0)
@@ -39,7 +39,7 @@ def stage(store: ArtifactStore, name: str, func, *args) -> ArtifactRef:
 
 def etl(store: ArtifactStore, data_dir: Path, shard_size: int = 10_000) -> FeatureSet:
     shards = plan_shards(ab_etl.feature_files(data_dir), shard_size)
-    return FeatureSet(store, tuple(stage(store, "extract", ab_etl.write_ab_shard, list(s.clips)) for s in shards))
+    return FeatureSet(store, tuple(stage(store, "extract", ab_etl.write_ab_shard, list(s.files)) for s in shards))
 
 
 def groundtruth(data_dir: Path, sources=ab.SOURCES) -> dict[str, dict[str, str]]:

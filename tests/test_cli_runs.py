@@ -13,7 +13,7 @@ from prefect.testing.utilities import prefect_test_harness
 from flows.gtzan import gtzan
 from mirflow.cli import main
 from mirflow.datasets import gtzan as gtzan_data
-from mirflow.core.params import GtzanParams
+from mirflow.pipelines.gtzan.params import GtzanParams
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from flows.common import DEFAULT_TASK_THREADS, task_threads
 from flows.gtzan import gtzan
 from mirflow.core.cluster import DaskPool
 from mirflow.datasets import gtzan as gtzan_data
-from mirflow.core.params import GtzanParams
+from mirflow.pipelines.gtzan.params import GtzanParams
 
 BIN = Path(sys.executable).parent
 

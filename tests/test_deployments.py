@@ -22,20 +22,18 @@ from prefect_stack import (
     wait_for_final_state,
 )
 
-from flows import serve
-from mirflow.core import params as params_module
-from mirflow.cli import FLOWS, flow_function
+from flows import FLOWS, entrypoint, load_flow, params_model, serve
 
 
 def test_every_flow_has_a_scheduled_deployment_with_valid_parameters():
     entries = serve.read_deployments(PREFECT_FILE)
     for name in FLOWS:
-        mine = [e for e in entries if e.get("entrypoint") == serve.entrypoint(name)]
+        mine = [e for e in entries if e.get("entrypoint") == entrypoint(name)]
         assert mine, f"deployments/prefect.yaml has no deployment for flow {name!r}"
         for entry in mine:
             assert (REPO / entry["entrypoint"].split(":")[0]).is_file()
             assert entry["schedules"] and entry["work_pool"]["name"]
-            model = getattr(params_module, FLOWS[name][2])
+            model = params_model(name)
             assert model.model_validate(entry["parameters"]["params"]).data_dir is None  # runs on a fresh worker
 
 
@@ -51,7 +49,7 @@ def test_serve_builds_each_flows_deployments_with_their_schedules():
 def test_serve_serves_a_flow_without_an_entry_unscheduled(tmp_path):
     (tmp_path / "prefect.yaml").write_text("deployments: []\n")
     served = serve.deployments(tmp_path / "prefect.yaml")
-    assert {(d.flow_name, d.name) for d in served} == {(flow_function(name).name, "manual") for name in FLOWS}
+    assert {(d.flow_name, d.name) for d in served} == {(load_flow(name).name, "manual") for name in FLOWS}
     assert not any(d.schedules for d in served)
 
 

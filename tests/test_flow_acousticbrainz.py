@@ -14,7 +14,7 @@ import pytest
 from flows.acousticbrainz_genre import acousticbrainz_genre
 from mirflow.datasets import acousticbrainz as ab
 from mirflow.core.errors import LeakageError
-from mirflow.core.params import AcousticBrainzParams
+from mirflow.pipelines.acousticbrainz_genre.params import AcousticBrainzParams
 from mirflow.runs import Run
 
 SETTINGS = dict(n_workers=1, shard_size=100, folds=2, max_epochs=10, patience=3, batch_size=32, hidden=32)

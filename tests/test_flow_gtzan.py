@@ -17,7 +17,7 @@ import soundfile as sf
 from flows.gtzan import gtzan
 from mirflow.datasets import gtzan as gtzan_data
 from mirflow.core.errors import LeakageError, MirflowError
-from mirflow.core.params import GtzanParams
+from mirflow.pipelines.gtzan.params import GtzanParams
 from mirflow.runs import Run
 
 

@@ -17,9 +17,9 @@ import pytest
 from flows.msd_hotness import msd_hotness
 from mirflow.datasets import msd
 from mirflow.core.errors import LeakageError, MirflowError
-from mirflow.pipelines.gtzan.extract import plan_shards
+from mirflow.stages.shards import plan_shards
 from mirflow.stages.featuresets import TABLE
-from mirflow.core.params import MsdHotnessParams
+from mirflow.pipelines.msd_hotness.params import MsdHotnessParams
 from mirflow.runs import Run
 from mirflow.core.store import ArtifactRef, ArtifactStore
 
@@ -50,7 +50,7 @@ def statuses(result: dict) -> dict[str, list[str]]:
 def etl_tables(store_dir: Path) -> dict[str, bytes]:
     """table.parquet of every finished ETL artifact in a store, by key."""
     store = ArtifactStore(str(store_dir))
-    return {ref.key: store.read_bytes(ref, TABLE) for ref in store.list_artifacts() if ref.stage == "etl"}
+    return {ref.key: store.read_bytes(ref, TABLE) for ref in store.list_artifacts() if ref.stage == "extract"}
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_cli_rerun_in_a_second_process_is_all_cache_hits(first_run, workspace):
 
 def test_a_new_alpha_fits_only_the_new_models(first_run, workspace):
     by_stage = statuses(msd_hotness(params=params(workspace, alphas=[1e-3, 1e-2, 1e-1])))
-    for stage in ("etl", "clean", "split", "features"):
+    for stage in ("extract", "clean", "split", "design"):
         assert set(by_stage[stage]) == {"cached"}, stage
     assert by_stage["train"].count("computed") == 4 and by_stage["train"].count("cached") == 9
     assert by_stage["evaluate"] == ["computed"]
@@ -109,29 +109,29 @@ def test_etl_bytes_do_not_depend_on_the_number_of_workers(first_run, workspace):
 
 
 def test_an_interrupted_etl_resumes_to_the_same_bytes(first_run, workspace, monkeypatch):
-    import tasks.msd
+    import tasks.msd_hotness
 
     data = workspace / "data"
     songs = pd.DataFrame({"rel_path": [os.path.relpath(p, data) for p in msd.list_files(data)]})
     shards = plan_shards(songs, 25)
     # Shards are submitted largest first and collected in that order: the flow has waited
     # for every other shard when the last one fails.
-    last = sorted(shards, key=lambda shard: (-len(shard.clips), shard.index))[-1].index
-    real_run_stage = tasks.msd.run_stage
+    last = sorted(shards, key=lambda shard: (-len(shard.files), shard.index))[-1].index
+    real_run_stage = tasks.msd_hotness.run_stage
 
     def crash_on_the_last_shard(ctx, stage, *args, label=None, **kwargs):
-        if label == f"etl[{last}]":
+        if label == f"extract[{last}]":
             raise MirflowError(f"simulated crash while reading shard {last}")
         return real_run_stage(ctx, stage, *args, label=label, **kwargs)
 
     short = dict(store="store-resumed", variants=["hashed"], models=["lasso"], alphas=[1e-2])
-    monkeypatch.setattr(tasks.msd, "run_stage", crash_on_the_last_shard)
+    monkeypatch.setattr(tasks.msd_hotness, "run_stage", crash_on_the_last_shard)
     with pytest.raises(MirflowError, match="simulated crash"):
         msd_hotness(params=params(workspace, **short))
     assert len(etl_tables(workspace / "store-resumed")) == len(shards) - 1
-    monkeypatch.setattr(tasks.msd, "run_stage", real_run_stage)
+    monkeypatch.setattr(tasks.msd_hotness, "run_stage", real_run_stage)
     by_stage = statuses(msd_hotness(params=params(workspace, **short)))
-    assert by_stage["etl"].count("cached") == len(shards) - 1 and by_stage["etl"].count("computed") == 1
+    assert by_stage["extract"].count("cached") == len(shards) - 1 and by_stage["extract"].count("computed") == 1
     assert etl_tables(workspace / "store-resumed") == etl_tables(workspace / "store")
 
 
@@ -150,7 +150,7 @@ def test_audit_fails_the_flow_on_a_scaler_fitted_on_other_rows(first_run, worksp
         scalers["numeric"]["center"] = [c - 1.0 for c in scalers["numeric"]["center"]]
         path.write_text(json.dumps(scalers))
 
-    _tampered_copy(workspace, "store-leaky-scaler", "features", "scalers.json", widen)
+    _tampered_copy(workspace, "store-leaky-scaler", "design", "scalers.json", widen)
     with pytest.raises(LeakageError, match="fitted on non-training rows"):
         msd_hotness(params=params(workspace, store="store-leaky-scaler"))
 
@@ -175,7 +175,7 @@ def test_flow_on_real_msd_files(prefect_server, realdata, tmp_path):
     assert run["failures"] == [] and run["inputs"]["song_files"] == 98
     assert run["inputs"]["rows"] == 98 - 52 - 12  # songs with a hotness above 0
     store = ArtifactStore(str(tmp_path / "store"))
-    tables = [store.read_parquet(ArtifactRef("etl", s["key"]), TABLE).to_pandas() for s in run["stages"] if s["stage"] == "etl"]
+    tables = [store.read_parquet(ArtifactRef("extract", s["key"]), TABLE).to_pandas() for s in run["stages"] if s["stage"] == "extract"]
     songs = pd.concat(tables).set_index("row_id")
     assert len(songs) == 98
     rick = songs.loc["TRAXLZU12903D05F94"]
@@ -189,5 +189,5 @@ def test_explain_without_data_dir_generates_the_demo_set_and_computes_nothing(pr
     result = msd_hotness(params=MsdHotnessParams(store=str(tmp_path / "store"), demo_songs=30, seed=4), explain=True)
     demo = Path(os.environ["MIRFLOW_DATA"]) / "msd-demo-seed4-n30"
     assert (demo / "SYNTHETIC.json").is_file() and len(msd.list_files(demo)) == 30
-    assert "etl[0]: would re-run (never computed before)" in result["explain"]
+    assert "extract[0]: would re-run (never computed before)" in result["explain"]
     assert not any(s["status"] == "computed" for s in result["stages"])

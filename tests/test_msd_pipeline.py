@@ -17,7 +17,7 @@ from mirflow.datasets import msd
 from mirflow.core.errors import ConfigError, LeakageError
 from mirflow.stages.featuresets import TABLE, FeatureSet
 from mirflow.core.materialize import materialize
-from mirflow.stages.split_stage import read_split, write_split
+from mirflow.stages.splits import read_split, write_split
 from mirflow.core.store import ArtifactRef, ArtifactStore
 
 RICK = "TRAXLZU12903D05F94"
@@ -45,10 +45,10 @@ def pipeline(songs_dir, tmp_path_factory):
     """ETL (3 shards) → clean → split → both designs → a small grid of fits → evaluation."""
     store = ArtifactStore(str(tmp_path_factory.mktemp("msd_store")))
     paths = rel_paths(songs_dir)
-    etl = [stage(store, "etl", msd_etl.write_etl_shard, str(songs_dir), paths[i::3], False) for i in range(3)]
+    etl = [stage(store, "extract", msd_etl.write_song_shard, str(songs_dir), paths[i::3], False) for i in range(3)]
     clean = FeatureSet(store, tuple(stage(store, "clean", msd_etl.write_clean_shard, store, ref) for ref in etl))
     split = stage(store, "split", write_split, clean, (0.6, 0.2, 0.2), 0, None, None, False)
-    designs = {v: stage(store, "features", msd_etl.write_design, clean, split, v, 16, 2) for v in msd_etl.VARIANTS}
+    designs = {v: stage(store, "design", msd_etl.write_design, clean, split, v, 16, 2) for v in msd_etl.VARIANTS}
     grid = regression.model_grid(list(msd_etl.VARIANTS), ["lasso", "elasticnet"], [1e-4, 1e-2])
     fits = [(spec, stage(store, "train", regression.write_fit, store, designs[spec.variant], spec, 0.5, 5000, 1e-4)) for spec in grid]
     evaluation = stage(store, "evaluate", regression.write_evaluation, store, designs, fits)
@@ -87,7 +87,7 @@ def test_etl_row_of_a_known_real_track(realdata):
     root = realdata / "msd"
     table, failures = msd_etl.read_songs(root, rel_paths(root), timbre=True)
     assert failures == [] and table.num_rows == 98
-    assert table.schema == msd_etl.etl_schema(timbre=True)
+    assert table.schema == msd_etl.song_schema(timbre=True)
     songs = table.to_pandas().set_index("row_id")
     rick = songs.loc[RICK]
     assert rick["rel_path"] == f"data/A/X/L/{RICK}.h5"
@@ -107,8 +107,8 @@ def test_etl_shard_bytes_depend_only_on_the_files(songs_dir, tmp_path):
     store = ArtifactStore(str(tmp_path))
     paths = rel_paths(songs_dir)[:40]
     shuffled = list(np.random.default_rng(0).permutation(paths))
-    first = stage(store, "etl", msd_etl.write_etl_shard, str(songs_dir), paths, False)
-    second = stage(store, "etl", msd_etl.write_etl_shard, str(songs_dir), shuffled, False)
+    first = stage(store, "extract", msd_etl.write_song_shard, str(songs_dir), paths, False)
+    second = stage(store, "extract", msd_etl.write_song_shard, str(songs_dir), shuffled, False)
     assert store.read_bytes(first, TABLE) == store.read_bytes(second, TABLE)
     assert store.read_parquet(first, TABLE).column("rel_path").to_pylist() == sorted(paths)
 
@@ -268,7 +268,7 @@ def test_audit_catches_a_scaler_fitted_on_all_rows(pipeline, monkeypatch):
 
     real_fit = scaling.fit_scaler_on_train
     monkeypatch.setattr(scaling, "fit_scaler_on_train", lambda X, split, **kw: real_fit(X, split.map(lambda _: "train"), **kw))
-    leaky = stage(pipeline["store"], "features", msd_etl.write_design, pipeline["clean"], pipeline["split"], "onehot", 16, 2)
+    leaky = stage(pipeline["store"], "design", msd_etl.write_design, pipeline["clean"], pipeline["split"], "onehot", 16, 2)
     with pytest.raises(LeakageError, match="fitted on all rows"):
         regression.audit_design_leakage(pipeline["store"], leaky, pipeline["split"])
 
@@ -283,20 +283,6 @@ def test_audit_catches_an_artist_in_two_splits(pipeline, monkeypatch):
     monkeypatch.setattr(splits, "split_train_val_test", ignoring_groups)
     store, clean = pipeline["store"], pipeline["clean"]
     split = stage(store, "split", write_split, clean, (0.6, 0.2, 0.2), 0, None, None, False)
-    design = stage(store, "features", msd_etl.write_design, clean, split, "hashed", 16, 2)
+    design = stage(store, "design", msd_etl.write_design, clean, split, "hashed", 16, 2)
     with pytest.raises(LeakageError, match="groups appear in more than one split"):
         regression.audit_design_leakage(store, design, split)
-
-
-# ----------------------------------------------------------------------------- demo data
-
-
-def test_demo_songs_are_made_once_and_remade_when_incomplete(tmp_path):
-    folder = msd_etl.demo_songs(tmp_path / "demo", 30, seed=1)
-    files = msd.list_files(folder)
-    assert len(files) == 30 and (folder / "SYNTHETIC.json").is_file()
-    stamp = files[0].stat().st_mtime_ns
-    assert msd_etl.demo_songs(folder, 30, seed=1) == folder and files[0].stat().st_mtime_ns == stamp
-    (folder / "SYNTHETIC.json").unlink()  # as if killed before the marker was written
-    msd_etl.demo_songs(folder, 30, seed=1)
-    assert files[0].stat().st_mtime_ns != stamp and len(msd.list_files(folder)) == 30

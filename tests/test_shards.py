@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 
 from mirflow.pipelines.gtzan import extract as extraction
 from mirflow.core.errors import AudioDecodeError
-from mirflow.pipelines.gtzan.extract import plan_shards
+from mirflow.stages.shards import plan_shards
 from mirflow.pipelines.gtzan.features import FeatureSettings
 from mirflow.stages.featuresets import FAILURES, TABLE
 from mirflow.core.store import ArtifactRef, ArtifactStore
@@ -20,7 +20,7 @@ def _clips(names):
 
 
 def _membership(shards):
-    return {tuple(c["rel_path"] for c in s.clips) for s in shards}
+    return {tuple(c["rel_path"] for c in s.files) for s in shards}
 
 
 def test_insert_changes_only_one_shard():
@@ -36,8 +36,8 @@ def test_shards_mix_labels_and_cover_every_clip():
     names = [f"genres/{g}/{g}.{i:05d}.wav" for g in ("blues", "jazz", "rock") for i in range(40)]
     clips = _clips(names).assign(label=[n.split("/")[1] for n in names])
     shards = plan_shards(clips, 20)
-    assert sorted(c["rel_path"] for s in shards for c in s.clips) == sorted(names)
-    assert all(len({c["label"] for c in s.clips}) > 1 for s in shards if len(s.clips) >= 10)
+    assert sorted(c["rel_path"] for s in shards for c in s.files) == sorted(names)
+    assert all(len({c["label"] for c in s.files}) > 1 for s in shards if len(s.files) >= 10)
 
 
 def _decode_or_fail(decoded: list[str]):

@@ -11,7 +11,7 @@ import pytest
 from mirflow.stages import classification as steps
 from mirflow.core.errors import LeakageError
 from mirflow.stages.featuresets import FAILURES, TABLE, FeatureSet
-from mirflow.stages.split_stage import SPLIT, read_split, write_split
+from mirflow.stages.splits import SPLIT, read_split, write_split
 from mirflow.core.store import ArtifactRef, ArtifactStore
 
 

@@ -18,7 +18,7 @@ from prefect_stack import BIN, Processes, wait_for
 
 from flows.gtzan import gtzan
 from mirflow.datasets import gtzan as gtzan_data
-from mirflow.core.params import GtzanParams
+from mirflow.pipelines.gtzan.params import GtzanParams
 from mirflow.runs import Run
 
 WORKERS = ("w0", "w1")

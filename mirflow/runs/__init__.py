@@ -22,7 +22,7 @@ import torch
 from pydantic import BaseModel
 
 from mirflow.runs import report
-from mirflow.stages import classification as steps
+from mirflow.stages import training
 from mirflow.core.errors import ConfigError
 from mirflow.core.fingerprint import stable_hash
 from mirflow.core.store import ArtifactRef, ArtifactStore
@@ -180,7 +180,7 @@ class Run:
 
     def model(self, name: str | None = None) -> tuple[torch.nn.Module, dict]:
         name = name or self.manifest["best_model"]
-        return steps.load_model_bytes(self.store.read_run_file(self.run_id, f"models/{name}.pt"))
+        return training.load_model_bytes(self.store.read_run_file(self.run_id, f"models/{name}.pt"))
 
     def predictions(self, name: str | None = None) -> pd.DataFrame:
         name = name or self.manifest["best_model"]

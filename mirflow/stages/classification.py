@@ -1,5 +1,5 @@
 """Stage functions shared by the classification pipelines: scale, train, evaluate (the
-split stage is ``mirflow.stages.split_stage``, which the regression pipeline shares too).
+split stage is ``mirflow.stages.splits.write_split``, which the regression pipeline shares too).
 
 Each ``write_*`` function fills one artifact through the store's writer and returns a
 small JSON summary. They know nothing of Prefect; ``tasks/`` decides when they run.
@@ -7,28 +7,23 @@ small JSON summary. They know nothing of Prefect; ``tasks/`` decides when they r
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import torch
 
 from mirflow.core import progress
 from mirflow.stages import metrics, scaling, splits, training
 from mirflow.core.errors import LeakageError
 from mirflow.stages.featuresets import FeatureBatchSource, FeatureSet
+from mirflow.stages.splits import SPLITS, read_split
 from mirflow.models import build_model, count_parameters
-from mirflow.stages.split_stage import read_split
-from mirflow.stages.splits import SPLITS
 from mirflow.core.store import ArtifactRef, ArtifactStore, ArtifactWriter
 
 SCALER = "scaler.json"
-MODEL = "model.pt"
 
 
 # -- scale -------------------------------------------------------------------------
@@ -223,7 +218,7 @@ def write_trained_model(
         model, train_source, val_source, train_config,
         on_epoch=lambda record: progress.report(label, record["epoch"], train_config.max_epochs),
     )
-    writer.write_bytes(MODEL, model_bytes(model, arch))
+    writer.write_bytes(training.MODEL, training.model_bytes(model, arch))
     writer.write_json("history.json", result.history)
     return {
         "model": spec.model,
@@ -235,18 +230,6 @@ def write_trained_model(
         "train_seconds": result.train_seconds,
         "peak_memory_bytes": result.peak_memory_bytes,
     }
-
-
-def model_bytes(model: torch.nn.Module, arch: dict) -> bytes:
-    with tempfile.TemporaryDirectory() as folder:
-        return training.save_model(model, arch, Path(folder) / MODEL).read_bytes()
-
-
-def load_model_bytes(data: bytes) -> tuple[torch.nn.Module, dict]:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / MODEL
-        path.write_bytes(data)
-        return training.load_model(path)
 
 
 # -- evaluate ----------------------------------------------------------------------
@@ -263,7 +246,7 @@ def write_evaluation(
     store = features.store
     split = read_split(store, split_ref)
     prep = read_preprocessing(store, scaler_ref)
-    model, _ = load_model_bytes(store.read_bytes(model_ref, MODEL))
+    model, _ = training.load_model_bytes(store.read_bytes(model_ref, training.MODEL))
     trained = store.read_json(model_ref, "summary.json")
     classes = trained["classes"]
     report: dict = {key: trained[key] for key in ("model", "classes", "parameters", "train_seconds", "peak_memory_bytes")}

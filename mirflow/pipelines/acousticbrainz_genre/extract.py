@@ -10,8 +10,6 @@ worker's memory is bounded by ``READ_BATCH`` files, not by the shard or the data
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,19 +33,6 @@ COLUMN_STATS = "column_stats.json"
 # Fitting reads a block of columns for all rows at a time: as many columns as fit in
 # SCALE_BUDGET bytes of float64 (every column at once for small data), at least 16.
 SCALE_BUDGET = 512 * 2**20  # about 4x this at peak (copies while filling and fitting)
-DEMO_MARKER = "mirflow-demo.json"
-
-
-# -- data folder ---------------------------------------------------------------------
-def demo_data(folder: str | Path, n: int, seed: int) -> Path:
-    """The generated demo set in ``folder`` (``acousticbrainz.synthesize``), made once;
-    its marker is written last, so a half-written set is made again."""
-    folder = Path(folder)
-    if not (folder / DEMO_MARKER).is_file():
-        shutil.rmtree(folder, ignore_errors=True)
-        ab.synthesize(folder, n, seed=seed)
-        (folder / DEMO_MARKER).write_text(json.dumps({"n": n, "seed": seed}))
-    return folder
 
 
 def feature_files(data_dir: str | Path, mode: str = "stat") -> pd.DataFrame:

@@ -28,7 +28,7 @@ from sklearn.linear_model import ElasticNet, Lasso
 
 from mirflow.stages import metrics, scaling, splits
 from mirflow.core.errors import ConfigError, LeakageError
-from mirflow.stages.split_stage import read_split
+from mirflow.stages.splits import read_split
 from mirflow.core.store import ArtifactRef, ArtifactStore, ArtifactWriter
 
 MATRIX, ROWS, COLUMNS, SCALERS = "matrix.npz", "rows.parquet", "columns.json", "scalers.json"

@@ -9,13 +9,12 @@ from prefect import get_run_logger, task
 from mirflow import runs
 from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl, stacking
 from mirflow.datasets import acousticbrainz as ab
-from mirflow.datasets.base import data_root
-from mirflow.pipelines.gtzan.extract import Shard
+from mirflow.stages.shards import Shard
 from mirflow.stages.featuresets import FeatureSet
 from mirflow.core.fingerprint import stable_hash
 from mirflow.core.store import ArtifactRef
 from tasks.common import STAGE_DEFAULTS, UNCACHED
-from tasks.runtime import RunContext, run_stage
+from tasks.runtime import RunContext, data_dir_or_demo, run_stage
 
 
 def _training_config(ctx: RunContext) -> dict:
@@ -27,11 +26,8 @@ def _training_config(ctx: RunContext) -> dict:
 def locate_data(ctx: RunContext) -> str:
     """The data folder, or the generated demo set when none is given."""
     params = ctx.params
-    if params.data_dir is not None:
-        return params.data_dir
-    folder = data_root() / f"acousticbrainz-demo-seed{params.seed}-n{params.demo_recordings}"
-    get_run_logger().info("no data_dir given: using the generated demo data set in %s", folder)
-    return str(ab_etl.demo_data(folder, params.demo_recordings, params.seed))
+    return data_dir_or_demo(ctx, "acousticbrainz", params.demo_recordings,
+                            lambda folder: ab.synthesize(folder, params.demo_recordings, seed=params.seed))
 
 
 @task(**STAGE_DEFAULTS)
@@ -49,13 +45,13 @@ def discover_groundtruth(ctx: RunContext, data_dir: str) -> dict[str, dict[str, 
     return found
 
 
-@task(**STAGE_DEFAULTS, task_run_name="etl-shard-{shard.index}")
-def etl_shard(ctx: RunContext, shard: Shard) -> ArtifactRef:
+@task(**STAGE_DEFAULTS, task_run_name="extract-shard-{shard.index}")
+def extract_feature_shard(ctx: RunContext, shard: Shard) -> ArtifactRef:
     # Keyed by the members' names and fingerprints, and by the layout (a constant, not code).
-    inputs = sorted((f["rel_path"], f["fingerprint"], f["official_split"]) for f in shard.clips)
+    inputs = sorted((f["rel_path"], f["fingerprint"], f["official_split"]) for f in shard.files)
     params = {"layout_sha256": stable_hash(ab.LAYOUT), "read_batch": ab_etl.READ_BATCH}
-    return run_stage(ctx, "extract", ab_etl.write_ab_shard, params, inputs, (list(shard.clips),),
-                     on_dask=True, label=f"extract[{shard.index}]", size=len(shard.clips))
+    return run_stage(ctx, "extract", ab_etl.write_ab_shard, params, inputs, (list(shard.files),),
+                     on_dask=True, label=f"extract[{shard.index}]", size=len(shard.files))
 
 
 @task(**STAGE_DEFAULTS)

@@ -1,5 +1,5 @@
-"""Feature extraction and ETL: input files planned into content-defined shards, one
-Prefect task per shard, computed on a Dask worker."""
+"""Every pipeline's input files, planned into content-defined shards (one extract task
+per shard, computed on a Dask worker) and collected back, unreadable files quarantined."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from mirflow.core.errors import MirflowError
-from mirflow.pipelines.gtzan.extract import Shard, plan_shards, write_feature_shard
-from mirflow.stages.featuresets import FeatureSet
 from mirflow.core.store import ArtifactRef
-from tasks.common import STAGE_DEFAULTS, UNCACHED
-from tasks.runtime import RunContext, run_stage
+from mirflow.stages.featuresets import FeatureSet
+from mirflow.stages.shards import Shard, plan_shards
+from tasks.common import UNCACHED
+from tasks.runtime import RunContext
 
 
 @task(**UNCACHED)
@@ -26,18 +26,7 @@ def plan_input_shards(ctx: RunContext, files: pd.DataFrame, stages: tuple[str, .
     for stage in stages:
         ctx.progress.expect(stage, len(shards))
     get_run_logger().info("%d input files in %d shards", len(files), len(shards))
-    return sorted(shards, key=lambda shard: (-len(shard.clips), shard.index))
-
-
-@task(**STAGE_DEFAULTS, task_run_name="extract-shard-{shard.index}")
-def extract_audio_shard(ctx: RunContext, shard: Shard, settings: dict, segment_seconds: float | None) -> ArtifactRef:
-    # Shards are keyed by their members' fingerprints, not their position.
-    inputs = sorted((c["rel_path"], c["fingerprint"], c["label"], c["group"]) for c in shard.clips)
-    params = {"features": settings, "segment_seconds": segment_seconds}
-    return run_stage(
-        ctx, "extract", write_feature_shard, params, inputs, (list(shard.clips), settings, segment_seconds),
-        on_dask=True, label=f"extract[{shard.index}]", size=len(shard.clips),
-    )
+    return sorted(shards, key=lambda shard: (-len(shard.files), shard.index))
 
 
 @task(**UNCACHED)

@@ -1,4 +1,4 @@
-"""MSD song-hotness tasks: list song files, ETL and clean one shard per task on Dask,
+"""MSD song-hotness tasks: list song files, extract and clean one shard per task on Dask,
 split by artist, build the design matrices, audit them, fit each model on Dask, evaluate."""
 
 from __future__ import annotations
@@ -7,16 +7,15 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from mirflow import runs
-from mirflow.pipelines.msd_hotness import extract as msd_etl, regression
+from mirflow.pipelines.msd_hotness import extract as msd_extract, regression
 from mirflow.datasets import msd
-from mirflow.datasets.base import data_root
 from mirflow.core.errors import ConfigError, DataError
-from mirflow.pipelines.gtzan.extract import Shard
+from mirflow.stages.shards import Shard
 from mirflow.stages.featuresets import FeatureSet
 from mirflow.core.fingerprint import file_fingerprint
 from mirflow.core.store import ArtifactRef, ArtifactStore
 from tasks.common import STAGE_DEFAULTS, UNCACHED
-from tasks.runtime import RunContext, run_stage
+from tasks.runtime import RunContext, data_dir_or_demo, run_stage
 
 
 @task(**STAGE_DEFAULTS)
@@ -24,11 +23,7 @@ def discover_msd_songs(ctx: RunContext) -> tuple[str, pd.DataFrame]:
     """The data folder and its song files (rel_path, fingerprint); generates the demo set
     when no data folder is given."""
     params = ctx.params
-    data_dir = params.data_dir
-    if data_dir is None:
-        folder = data_root() / f"msd-demo-seed{params.seed}-n{params.demo_songs}"
-        get_run_logger().info("no data_dir given: using the generated demo data set in %s", folder)
-        data_dir = str(msd_etl.demo_songs(folder, params.demo_songs, params.seed))
+    data_dir = data_dir_or_demo(ctx, "msd", params.demo_songs, lambda folder: msd.synthesize(folder, params.demo_songs, seed=params.seed))
     paths = msd.list_files(data_dir)
     if not paths:
         raise ConfigError(f"data_dir {data_dir}: no MSD song files (*.h5) below it")
@@ -37,20 +32,21 @@ def discover_msd_songs(ctx: RunContext) -> tuple[str, pd.DataFrame]:
     return data_dir, songs
 
 
-@task(**STAGE_DEFAULTS, task_run_name="etl-shard-{shard.index}")
-def etl_song_shard(ctx: RunContext, data_dir: str, shard: Shard) -> ArtifactRef:
+@task(**STAGE_DEFAULTS, task_run_name="extract-shard-{shard.index}")
+def extract_song_shard(ctx: RunContext, data_dir: str, shard: Shard) -> ArtifactRef:
     # Keyed by the members' paths and fingerprints, not by the shard's position or data_dir.
-    inputs = sorted((song["rel_path"], song["fingerprint"]) for song in shard.clips)
+    inputs = sorted((song["rel_path"], song["fingerprint"]) for song in shard.files)
     timbre = ctx.params.timbre
     args = (data_dir, [rel for rel, _ in inputs], timbre)
-    return run_stage(ctx, "etl", msd_etl.write_etl_shard, {"timbre": timbre}, inputs, args, on_dask=True,
-                     label=f"etl[{shard.index}]", size=len(shard.clips))
+    return run_stage(ctx, "extract", msd_extract.write_song_shard, {"timbre": timbre}, inputs, args, on_dask=True,
+                     label=f"extract[{shard.index}]", size=len(shard.files))
 
 
 @task(**STAGE_DEFAULTS, task_run_name="clean-shard-{index}")
-def clean_song_shard(ctx: RunContext, etl_shard: ArtifactRef, index: int) -> ArtifactRef:
-    args = (ctx.store, etl_shard)
-    return run_stage(ctx, "clean", msd_etl.write_clean_shard, {}, {"etl": etl_shard.key}, args, on_dask=True, label=f"clean[{index}]")
+def clean_song_shard(ctx: RunContext, extracted: ArtifactRef, index: int) -> ArtifactRef:
+    args = (ctx.store, extracted)
+    return run_stage(ctx, "clean", msd_extract.write_clean_shard, {}, {"extract": extracted.key}, args, on_dask=True,
+                     label=f"clean[{index}]")
 
 
 def clean_counts(store: ArtifactStore, shards: list[ArtifactRef]) -> dict[str, int]:
@@ -74,14 +70,14 @@ def collect_clean_songs(ctx: RunContext, shards: list[ArtifactRef]) -> FeatureSe
     return songs
 
 
-@task(**STAGE_DEFAULTS, task_run_name="features-{variant}")
+@task(**STAGE_DEFAULTS, task_run_name="design-{variant}")
 def build_design(ctx: RunContext, songs: FeatureSet, split: ArtifactRef, variant: str) -> ArtifactRef:
     p = ctx.params
     # Only what shapes this variant is in its key: min_df the bags, hash_buckets the hashing.
     params = {"variant": variant, **({"hash_buckets": p.hash_buckets} if variant == "hashed" else {"min_df": p.min_df})}
     inputs = {"shards": [r.key for r in songs.shards], "split": split.key}
     args = (songs, split, variant, p.hash_buckets, p.min_df)
-    return run_stage(ctx, "features", msd_etl.write_design, params, inputs, args, on_dask=True, label=f"features[{variant}]")
+    return run_stage(ctx, "design", msd_extract.write_design, params, inputs, args, on_dask=True, label=f"design[{variant}]")
 
 
 @task(**UNCACHED)

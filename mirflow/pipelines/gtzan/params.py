@@ -1,0 +1,40 @@
+"""GTZAN's flow parameters (report 001)."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from mirflow.core.params import RunParams, SplitParams, TrainParams
+
+Stage = Literal["extract", "split", "scale", "train", "evaluate"]
+
+
+class GtzanParams(RunParams, SplitParams, TrainParams):
+    """Genre classification on GTZAN-layout audio (report 001)."""
+
+    force: list[Stage] = Field(default_factory=list, description="Stages to re-run even when their artifacts are cached.")
+    segment: str | None = Field(
+        None, description="Cut each clip into segments of this length (e.g. '3s'); segments keep their clip's group."
+    )
+    shard_size: int = Field(64, ge=1, le=100_000, description="Audio files per extraction shard (one Prefect task each).")
+    sample_rate: int = Field(22050, ge=8000, le=96000)
+    demo_clips_per_genre: int = Field(12, ge=3, le=1000, description="Clips per genre in the generated demo data set.")
+
+    @field_validator("segment")
+    @classmethod
+    def _segment_is_duration(cls, value: str | None) -> str | None:
+        if value is not None and segment_seconds(value) is None:
+            raise ValueError(f"segment {value!r} must be a duration such as '3s' or '2.5s'")
+        return value
+
+
+def segment_seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*s?\s*", value)
+    if not match or float(match.group(1)) <= 0:
+        return None
+    return float(match.group(1))
