@@ -14,7 +14,7 @@ from mirflow.pipelines.msd_hotness.params import MsdHotnessParams
 from mirflow.pipelines.msd_hotness.regression import model_grid
 from mirflow.runs import Selection
 from tasks.msd_hotness import (
-    audit_design_leakage,
+    audit_leakage,
     build_design,
     clean_song_shard,
     collect_clean_songs,
@@ -44,7 +44,7 @@ def msd_hotness(params: MsdHotnessParams = MsdHotnessParams(), explain: bool = F
         building = {variant: build_design.submit(ctx, clean, split, variant) for variant in params.variants}
         designs = {variant: future.result() for variant, future in building.items()}
         for design in designs.values():
-            audit_design_leakage(ctx, design, split)
+            audit_leakage(ctx, design, split)
         grid = model_grid(params.variants, params.models, params.alphas)
         fitting = [fit_regressor.submit(ctx, designs[spec.variant], spec) for spec in grid]
         evaluation = evaluate_regressors(ctx, designs, [(spec, f.result()) for spec, f in zip(grid, fitting)])

@@ -81,11 +81,11 @@ def build_design(ctx: RunContext, songs: FeatureSet, split: ArtifactRef, variant
 
 
 @task(**UNCACHED)
-def audit_design_leakage(ctx: RunContext, design: ArtifactRef, split: ArtifactRef) -> dict:
+def audit_leakage(ctx: RunContext, design: ArtifactRef, split: ArtifactRef) -> dict:
     """Never cached: re-reads the saved artifacts on every run and fails the flow on a leak."""
     if ctx.explain:
         return {}
-    return regression.audit_design_leakage(ctx.store, design, split)
+    return regression.audit_leakage(ctx.store, design, split)
 
 
 @task(**STAGE_DEFAULTS, task_run_name="train-{spec.name}")

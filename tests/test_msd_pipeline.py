@@ -259,7 +259,7 @@ def test_model_grid_has_one_baseline_and_every_combination():
 
 def test_audit_passes_on_the_pipeline(pipeline):
     for design in pipeline["designs"].values():
-        report = regression.audit_design_leakage(pipeline["store"], design, pipeline["split"])
+        report = regression.audit_leakage(pipeline["store"], design, pipeline["split"])
         assert report["scaler_rows"] == (read_split(pipeline["store"], pipeline["split"])["split"] == "train").sum()
 
 
@@ -270,7 +270,7 @@ def test_audit_catches_a_scaler_fitted_on_all_rows(pipeline, monkeypatch):
     monkeypatch.setattr(scaling, "fit_scaler_on_train", lambda X, split, **kw: real_fit(X, split.map(lambda _: "train"), **kw))
     leaky = stage(pipeline["store"], "design", msd_etl.write_design, pipeline["clean"], pipeline["split"], "onehot", 16, 2)
     with pytest.raises(LeakageError, match="fitted on all rows"):
-        regression.audit_design_leakage(pipeline["store"], leaky, pipeline["split"])
+        regression.audit_leakage(pipeline["store"], leaky, pipeline["split"])
 
 
 def test_audit_catches_an_artist_in_two_splits(pipeline, monkeypatch):
@@ -285,4 +285,4 @@ def test_audit_catches_an_artist_in_two_splits(pipeline, monkeypatch):
     split = stage(store, "split", write_split, clean, (0.6, 0.2, 0.2), 0, None, None, False)
     design = stage(store, "design", msd_etl.write_design, clean, split, "hashed", 16, 2)
     with pytest.raises(LeakageError, match="groups appear in more than one split"):
-        regression.audit_design_leakage(store, design, split)
+        regression.audit_leakage(store, design, split)

@@ -16,8 +16,7 @@ import pandas as pd
 import pyarrow as pa
 
 from mirflow.core import progress
-from mirflow.stages import metrics, scaling, splits, training
-from mirflow.core.errors import LeakageError
+from mirflow.stages import leakage, metrics, scaling, training
 from mirflow.stages.featuresets import FeatureBatchSource, FeatureSet
 from mirflow.stages.splits import SPLITS, read_split
 from mirflow.models import build_model, count_parameters
@@ -110,12 +109,10 @@ def audit_leakage(
     split = read_split(store, split_ref)
     preprocessing = read_preprocessing(store, scaler_ref)
     table = features.read(["row_id", *feature_columns]).set_index("row_id").loc[split["row_id"]]
-    problems = splits.audit_group_overlap(split.set_index("row_id")["split"], split.set_index("row_id")["group"])
-    problems = [f"group {g!r} appears in more than one split" for g in problems]
-    problems += scaling.audit_scaler(preprocessing.scaler, table.to_numpy(np.float64), split.set_index("row_id")["split"])
-    if problems:
-        raise LeakageError("leakage audit failed:\n- " + "\n- ".join(problems))
-    return {"groups_checked": int(split["group"].nunique()), "scaler_rows": preprocessing.scaler.n_rows}
+    by_row = split.set_index("row_id")
+    problems = leakage.group_problems(by_row["split"], by_row["group"])
+    problems += scaling.audit_scaler(preprocessing.scaler, table.to_numpy(np.float64), by_row["split"])
+    return leakage.verdict(problems, split["group"].nunique(), preprocessing.scaler.n_rows)
 
 
 # -- model inputs --------------------------------------------------------------------

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mirflow.stages import scaling, splits
+from mirflow.stages import leakage, scaling
 from mirflow.datasets import acousticbrainz as ab
 from mirflow.core.errors import ConfigError
 from mirflow.stages.featuresets import FAILURES, TABLE, FeatureSet
@@ -223,8 +223,7 @@ def fit_preprocessing(features: FeatureSet, split: pd.Series) -> Preprocessing:
 def audit_preprocessing(features: FeatureSet, split: pd.Series, groups: pd.Series, prep: Preprocessing) -> list[str]:
     """Problems (empty = clean): a group in two splits, fill values or scaler statistics
     that are not those of the training rows (refitted here from the feature table)."""
-    overlap = splits.audit_group_overlap(split, groups)
-    problems = [f"{len(overlap)} release groups appear in more than one split, e.g. {overlap[:5]}"] if overlap else []
+    problems = leakage.group_problems(split, groups)
     start = 0
     for columns in column_blocks(len(split)):
         block = read_block(features, split.index, columns)

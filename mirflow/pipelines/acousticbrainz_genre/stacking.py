@@ -29,7 +29,7 @@ from scipy.sparse.csgraph import connected_components
 
 from mirflow.core import progress
 from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl
-from mirflow.stages import metrics, scaling, splits, training
+from mirflow.stages import leakage, metrics, scaling, splits, training
 from mirflow.datasets import acousticbrainz as ab
 from mirflow.core.errors import ConfigError, LeakageError, MirflowError
 from mirflow.stages.featuresets import FeatureBatchSource, FeatureSet
@@ -217,9 +217,7 @@ def audit_leakage(features: FeatureSet, split_ref: ArtifactRef, prep_ref: Artifa
     if (straddling > 1).any():
         several = straddling.index[straddling > 1]
         problems.append(f"{len(several)} release groups appear in more than one fold, e.g. {several[0]!r}")
-    if problems:
-        raise LeakageError("leakage audit failed:\n- " + "\n- ".join(problems))
-    return {"groups_checked": int(split["group"].nunique()), "scaler_rows": int((split["split"] == "train").sum())}
+    return leakage.verdict(problems, split["group"].nunique(), (split["split"] == "train").sum())
 
 
 # -- subtask 1: one network per source, and per source and fold ----------------------------------
