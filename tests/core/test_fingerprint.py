@@ -60,3 +60,24 @@ def test_stable_hash_and_file_fingerprints(tmp_path):
     copy = tmp_path / "b.wav"
     copy.write_bytes(b"abc")
     assert file_fingerprint(copy, tmp_path, "content")[1] == content
+
+
+def test_keys_follow_a_shared_stage_helper_into_mirflow_stages(monkeypatch):
+    """MSD's train stage reaches ``mirflow.stages.scaling.apply_scaler`` through its design
+    loader: the package list covers the whole mirflow package, so editing that helper
+    changes the stage's key."""
+    from mirflow.core import fingerprint
+    from mirflow.pipelines.msd_hotness import regression
+    from mirflow.stages import scaling
+
+    sources: dict[str, str] = {}
+    fingerprint._collect(regression.write_fit, fingerprint.PROJECT_PACKAGES, sources)
+    assert "mirflow.stages.scaling.apply_scaler" in sources
+    before = code_hash(regression.write_fit)
+
+    def apply_scaler(scaler, X):  # an edited helper: same module, other source
+        return X
+
+    apply_scaler.__module__, apply_scaler.__qualname__ = "mirflow.stages.scaling", "apply_scaler"
+    monkeypatch.setattr(scaling, "apply_scaler", apply_scaler)
+    assert code_hash(regression.write_fit) != before
