@@ -20,12 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from joblib import Parallel, delayed
 
-from mirflow.stages import metrics, scaling, splits, training
 from mirflow.datasets import gtzan
-from mirflow.pipelines.gtzan.extract import extract_shard
-from mirflow.stages.shards import plan_shards
-from mirflow.pipelines.gtzan.features import FeatureSettings, feature_names
 from mirflow.models import build_model
+from mirflow.pipelines.gtzan.extract import extract_shard
+from mirflow.pipelines.gtzan.features import FeatureSettings, feature_names
+from mirflow.stages import metrics, scaling, splits, training
+from mirflow.stages.shards import plan_shards
 
 
 def run(data_dir: Path, out_dir: Path, *, n_jobs: int = 2, shard_size: int = 64, seed: int = 0,

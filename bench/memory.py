@@ -59,9 +59,9 @@ def _warm_up(settings: dict) -> None:
 def _extract(data_dir: Path, store_path: Path) -> dict:
     """Extract every shard into a new store on 2 workers; per-worker peak RSS."""
     from mirflow.core.cluster import DaskPool
+    from mirflow.core.store import ArtifactRef, ArtifactStore
     from mirflow.pipelines.gtzan.extract import audio_input_specs
     from mirflow.stages.shards import plan_shards
-    from mirflow.core.store import ArtifactRef, ArtifactStore
 
     settings, _ = audio_input_specs(SAMPLE_RATE, CNN_FRAMES)
     shards = plan_shards(pd.DataFrame(clip_records(data_dir)), SHARD_SIZE)
@@ -84,11 +84,11 @@ def _extract(data_dir: Path, store_path: Path) -> dict:
 
 def _split_and_scale(store_path: Path, shard_keys: list[str]) -> dict:
     """The flow's split and scale stage functions, in this process (not measured)."""
-    from mirflow.stages import classification as steps
+    from mirflow.core.store import ArtifactRef, ArtifactStore
     from mirflow.pipelines.gtzan.extract import audio_input_specs
+    from mirflow.stages import classification as steps
     from mirflow.stages.featuresets import FeatureSet
     from mirflow.stages.splits import write_split
-    from mirflow.core.store import ArtifactRef, ArtifactStore
 
     store = ArtifactStore(str(store_path))
     features = FeatureSet(store, tuple(ArtifactRef("extract", key) for key in shard_keys))
@@ -104,12 +104,12 @@ def _split_and_scale(store_path: Path, shard_keys: list[str]) -> dict:
 
 def _train_cnn(job: dict) -> dict:
     """The training subprocess: one epoch of the flow's CNN training stage function."""
-    from mirflow.stages import classification as steps
-    from mirflow.pipelines.gtzan.extract import audio_input_specs
-    from mirflow.stages.featuresets import FeatureSet
     from mirflow.core.params import TrainParams
-    from mirflow.pipelines.gtzan.params import GtzanParams
     from mirflow.core.store import ArtifactRef, ArtifactStore
+    from mirflow.pipelines.gtzan.extract import audio_input_specs
+    from mirflow.pipelines.gtzan.params import GtzanParams
+    from mirflow.stages import classification as steps
+    from mirflow.stages.featuresets import FeatureSet
 
     store = ArtifactStore(job["store"])
     features = FeatureSet(store, tuple(ArtifactRef("extract", key) for key in job["shards"]))

@@ -89,9 +89,9 @@ def _shards(rel_paths: list[str]) -> list[list[str]]:
 
 def _in_process(folder: Path, rel_paths: list[str], timbre: bool) -> dict:
     """The stage function in this process, shard after shard: files/s of one core."""
-    from mirflow.pipelines.msd_hotness import extract as msd_etl
     from mirflow.core.materialize import materialize
     from mirflow.core.store import ArtifactRef, ArtifactStore
+    from mirflow.pipelines.msd_hotness import extract as msd_etl
 
     store = ArtifactStore(str(STORES / "msd-etl-inprocess"))
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -110,9 +110,9 @@ def _warm_up(folder: str, rel_paths: list[str]) -> float:
     """Run the whole stage once on a few files, into a throw-away store (a fresh
     process's first call pays for imports and the Parquet writer); returns this
     process's CPU seconds so far."""
-    from mirflow.pipelines.msd_hotness import extract as msd_etl
     from mirflow.core.materialize import materialize
     from mirflow.core.store import ArtifactRef, ArtifactStore
+    from mirflow.pipelines.msd_hotness import extract as msd_etl
 
     if rel_paths:
         scratch = STORES / f"msd-etl-warm-{uuid.uuid4().hex}"
@@ -124,10 +124,10 @@ def _warm_up(folder: str, rel_paths: list[str]) -> float:
 
 def _on_dask(folder: Path, rel_paths: list[str], n_workers: int) -> dict:
     """All shards on a local Dask cluster at once (the cluster start is not timed)."""
-    from mirflow.pipelines.msd_hotness import extract as msd_etl
     from mirflow.core.cluster import DaskPool
     from mirflow.core.materialize import materialize
     from mirflow.core.store import ArtifactRef, ArtifactStore
+    from mirflow.pipelines.msd_hotness import extract as msd_etl
 
     store_dir = STORES / f"msd-etl-dask{n_workers}"
     shutil.rmtree(store_dir, ignore_errors=True)

@@ -7,12 +7,12 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from mirflow import runs
-from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl, stacking
-from mirflow.datasets import acousticbrainz as ab
-from mirflow.stages.shards import Shard
-from mirflow.stages.featuresets import FeatureSet
 from mirflow.core.fingerprint import stable_hash
 from mirflow.core.store import ArtifactRef
+from mirflow.datasets import acousticbrainz as ab
+from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl, stacking
+from mirflow.stages.featuresets import FeatureSet
+from mirflow.stages.shards import Shard
 from tasks.common import STAGE_DEFAULTS, UNCACHED
 from tasks.runtime import RunContext, data_dir_or_demo, run_stage
 

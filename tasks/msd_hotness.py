@@ -7,13 +7,13 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from mirflow import runs
-from mirflow.pipelines.msd_hotness import extract as msd_extract, regression
-from mirflow.datasets import msd
 from mirflow.core.errors import ConfigError, DataError
-from mirflow.stages.shards import Shard
-from mirflow.stages.featuresets import FeatureSet
 from mirflow.core.fingerprint import file_fingerprint
 from mirflow.core.store import ArtifactRef, ArtifactStore
+from mirflow.datasets import msd
+from mirflow.pipelines.msd_hotness import extract as msd_extract, regression
+from mirflow.stages.featuresets import FeatureSet
+from mirflow.stages.shards import Shard
 from tasks.common import STAGE_DEFAULTS, UNCACHED
 from tasks.runtime import RunContext, data_dir_or_demo, run_stage
 

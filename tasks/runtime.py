@@ -20,10 +20,10 @@ from pydantic import BaseModel
 
 from mirflow.core import progress
 from mirflow.core.cluster import DaskPool
-from mirflow.datasets.base import demo_folder, ensure_demo
 from mirflow.core.fingerprint import code_hash, stable_hash
 from mirflow.core.materialize import StageFunction, materialize
 from mirflow.core.store import ArtifactRef, ArtifactStore
+from mirflow.datasets.base import demo_folder, ensure_demo
 
 
 @dataclass

@@ -6,11 +6,11 @@ from pathlib import Path
 
 from prefect import task
 
-from mirflow.stages.featuresets import FeatureSet
 from mirflow.core.fingerprint import file_fingerprint
 from mirflow.core.params import SplitParams, subset
-from mirflow.stages.splits import write_split
 from mirflow.core.store import ArtifactRef
+from mirflow.stages.featuresets import FeatureSet
+from mirflow.stages.splits import write_split
 from tasks.common import STAGE_DEFAULTS
 from tasks.runtime import RunContext, run_stage
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from mirflow.core.errors import ConfigError, MirflowError
 from mirflow.datasets import NAMES, get_dataset
 from mirflow.datasets.base import RemoteFile, data_root
-from mirflow.core.errors import ConfigError, MirflowError
 
 # what `synth --n` counts
 UNITS = {"gtzan": "clips", "msd": "songs", "acousticbrainz": "recordings", "kkbox": "train rows", "cifar100": "images"}

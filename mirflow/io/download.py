@@ -26,10 +26,10 @@ from urllib.parse import urlsplit
 import fsspec
 import httpx
 
-from mirflow.io.archive import safe_extract
+from mirflow.core.errors import ChecksumError, ConfigError, MirflowError
 from mirflow.datasets import get_dataset
 from mirflow.datasets.base import RemoteFile, data_root
-from mirflow.core.errors import ChecksumError, ConfigError, MirflowError
+from mirflow.io.archive import safe_extract
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,11 @@ import pandas as pd
 import torch
 from pydantic import BaseModel
 
-from mirflow.runs import report
-from mirflow.stages import training
 from mirflow.core.errors import ConfigError
 from mirflow.core.fingerprint import stable_hash
 from mirflow.core.store import ArtifactRef, ArtifactStore
+from mirflow.runs import report
+from mirflow.stages import training
 
 PACKAGES = ("mirflow", "prefect", "dask", "distributed", "numpy", "pandas", "pyarrow", "h5py", "torch", "librosa", "scikit-learn")
 

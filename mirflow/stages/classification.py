@@ -16,11 +16,11 @@ import pandas as pd
 import pyarrow as pa
 
 from mirflow.core import progress
+from mirflow.core.store import ArtifactRef, ArtifactStore, ArtifactWriter
+from mirflow.models import build_model, count_parameters
 from mirflow.stages import leakage, metrics, scaling, training
 from mirflow.stages.featuresets import FeatureBatchSource, FeatureSet
 from mirflow.stages.splits import SPLITS, read_split
-from mirflow.models import build_model, count_parameters
-from mirflow.core.store import ArtifactRef, ArtifactStore, ArtifactWriter
 
 SCALER = "scaler.json"
 

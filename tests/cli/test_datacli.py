@@ -15,10 +15,10 @@ import pytest
 from fault_server import FaultServer, status
 
 from mirflow.cli import main
-from mirflow.io.download import resolve_base_url
+from mirflow.core.errors import ConfigError
 from mirflow.datasets import NAMES, acousticbrainz, cifar100, get_dataset, gtzan, msd
 from mirflow.datasets.base import RemoteFile
-from mirflow.core.errors import ConfigError
+from mirflow.io.download import resolve_base_url
 
 CLIP = b"RIFF not really audio"
 

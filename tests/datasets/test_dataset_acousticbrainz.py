@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mirflow.datasets import acousticbrainz as ab
 from mirflow.core.errors import ConfigError, DataError
+from mirflow.datasets import acousticbrainz as ab
 
 TRAIN_01A0 = "mediaeval/acousticbrainz-mediaeval-train/01/01a0a332-d340-4806-a88b-cb60a05355c0.json"
 VALID_BE9E = "mediaeval/acousticbrainz-mediaeval-validation/be/be9e01e5-8f93-494d-bbaa-ddcc5a52f629.json"

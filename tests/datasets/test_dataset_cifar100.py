@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mirflow.datasets import cifar100
 from mirflow.core.errors import ConfigError, DataError
+from mirflow.datasets import cifar100
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from mirflow.core.errors import ConfigError, DataError
 from mirflow.datasets import gtzan
 from mirflow.datasets.base import RemoteFile
-from mirflow.core.errors import ConfigError, DataError
 
 SR = gtzan.SAMPLE_RATE
 

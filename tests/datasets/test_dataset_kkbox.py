@@ -12,8 +12,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from mirflow.datasets import kkbox
 from mirflow.core.errors import DataError
+from mirflow.datasets import kkbox
 
 TABLES = ["members", "song_extra_info", "songs", "test", "train"]
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mirflow.datasets import msd
 from mirflow.core.errors import DataError
+from mirflow.datasets import msd
 
 
 @pytest.fixture(scope="module")

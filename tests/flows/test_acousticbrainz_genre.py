@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from flows.acousticbrainz_genre import acousticbrainz_genre
-from mirflow.datasets import acousticbrainz as ab
 from mirflow.core.errors import LeakageError
+from mirflow.datasets import acousticbrainz as ab
 from mirflow.pipelines.acousticbrainz_genre.params import AcousticBrainzParams
 from mirflow.runs import Run
 

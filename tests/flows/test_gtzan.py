@@ -15,8 +15,8 @@ import pytest
 import soundfile as sf
 
 from flows.gtzan import gtzan
-from mirflow.datasets import gtzan as gtzan_data
 from mirflow.core.errors import LeakageError, MirflowError
+from mirflow.datasets import gtzan as gtzan_data
 from mirflow.pipelines.gtzan.params import GtzanParams
 from mirflow.runs import Run
 

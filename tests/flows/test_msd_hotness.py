@@ -15,13 +15,13 @@ import pandas as pd
 import pytest
 
 from flows.msd_hotness import msd_hotness
-from mirflow.datasets import msd
 from mirflow.core.errors import LeakageError, MirflowError
-from mirflow.stages.shards import plan_shards
-from mirflow.stages.featuresets import TABLE
+from mirflow.core.store import ArtifactRef, ArtifactStore
+from mirflow.datasets import msd
 from mirflow.pipelines.msd_hotness.params import MsdHotnessParams
 from mirflow.runs import Run
-from mirflow.core.store import ArtifactRef, ArtifactStore
+from mirflow.stages.featuresets import TABLE
+from mirflow.stages.shards import plan_shards
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mirflow.io.archive import UnsafeArchiveError, safe_extract
 from mirflow.core.errors import DataError
+from mirflow.io.archive import UnsafeArchiveError, safe_extract
 
 GOOD = {"top.txt": b"top", "sub/inner.bin": bytes(range(256))}
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from mirflow.core.errors import AudioDecodeError, ConfigError, DataError
 from mirflow.io import audio
 from mirflow.io.audio import load_audio, segment_waveform
-from mirflow.core.errors import AudioDecodeError, ConfigError, DataError
 
 SR = 22050
 

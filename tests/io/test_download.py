@@ -11,9 +11,9 @@ from functools import partial
 import pytest
 from fault_server import FaultServer, corrupt, drop, status
 
+from mirflow.core.errors import ChecksumError, ConfigError
 from mirflow.datasets.base import RemoteFile
 from mirflow.io.download import DownloadError, fetch, fetch_dataset, file_checksum, verify
-from mirflow.core.errors import ChecksumError, ConfigError
 
 DATA = bytes(range(256)) * 400  # 102 400 bytes
 SHA = "sha256:" + hashlib.sha256(DATA).hexdigest()

@@ -16,15 +16,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from mirflow.core.errors import LeakageError
+from mirflow.core.store import ArtifactRef, ArtifactStore
+from mirflow.datasets import acousticbrainz as ab
+from mirflow.models import MLP, count_parameters
 from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl, stacking
 from mirflow.stages import metrics, scaling
-from mirflow.datasets import acousticbrainz as ab
-from mirflow.core.errors import LeakageError
-from mirflow.stages.shards import plan_shards
 from mirflow.stages.featuresets import TABLE, FeatureSet
-from mirflow.models import MLP, count_parameters
+from mirflow.stages.shards import plan_shards
 from mirflow.stages.splits import SPLIT, read_split
-from mirflow.core.store import ArtifactRef, ArtifactStore
 
 CONFIG = dict(hidden=16, dropout=0.5, lr=3e-3, weight_decay=0.0, batch_size=32, max_epochs=2, patience=1, seed=0)
 SOURCES = ("discogs", "lastfm")

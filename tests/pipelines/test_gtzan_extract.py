@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from mirflow.pipelines.gtzan import extract as extraction
 from mirflow.core.errors import AudioDecodeError
-from mirflow.stages.shards import plan_shards
+from mirflow.core.store import ArtifactRef, ArtifactStore
+from mirflow.pipelines.gtzan import extract as extraction
 from mirflow.pipelines.gtzan.features import FeatureSettings
 from mirflow.stages.featuresets import FAILURES, TABLE
-from mirflow.core.store import ArtifactRef, ArtifactStore
+from mirflow.stages.shards import plan_shards
 
 
 def _clips(names):

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mirflow.pipelines.gtzan import features
 from mirflow.core.errors import ConfigError
+from mirflow.pipelines.gtzan import features
 from mirflow.pipelines.gtzan.features import FeatureSettings, extract_clip, extract_clip_naive, feature_names
 
 SR = 22050

@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from mirflow.pipelines.msd_hotness import extract as msd_etl, geo, regression
-from mirflow.datasets import msd
 from mirflow.core.errors import ConfigError, LeakageError
-from mirflow.stages.featuresets import TABLE, FeatureSet
 from mirflow.core.materialize import materialize
-from mirflow.stages.splits import read_split, write_split
 from mirflow.core.store import ArtifactRef, ArtifactStore
+from mirflow.datasets import msd
+from mirflow.pipelines.msd_hotness import extract as msd_etl, geo, regression
+from mirflow.stages.featuresets import TABLE, FeatureSet
+from mirflow.stages.splits import read_split, write_split
 
 RICK = "TRAXLZU12903D05F94"
 

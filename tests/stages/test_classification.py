@@ -8,11 +8,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from mirflow.stages import classification as steps
 from mirflow.core.errors import LeakageError
+from mirflow.core.store import ArtifactRef, ArtifactStore
+from mirflow.stages import classification as steps
 from mirflow.stages.featuresets import FAILURES, TABLE, FeatureSet
 from mirflow.stages.splits import SPLIT, read_split, write_split
-from mirflow.core.store import ArtifactRef, ArtifactStore
 
 
 @pytest.fixture

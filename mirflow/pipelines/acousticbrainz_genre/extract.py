@@ -19,12 +19,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mirflow.stages import leakage, scaling
-from mirflow.datasets import acousticbrainz as ab
 from mirflow.core.errors import ConfigError
-from mirflow.stages.featuresets import FAILURES, TABLE, FeatureSet
 from mirflow.core.fingerprint import file_fingerprint
 from mirflow.core.store import ArtifactWriter
+from mirflow.datasets import acousticbrainz as ab
+from mirflow.stages import leakage, scaling
+from mirflow.stages.featuresets import FAILURES, TABLE, FeatureSet
 
 ID_COLUMNS = ("row_id", "recordingmbid", "official_split")
 FEATURES = list(ab.LAYOUT)

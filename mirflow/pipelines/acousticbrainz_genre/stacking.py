@@ -28,14 +28,14 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from mirflow.core import progress
+from mirflow.core.errors import ConfigError, LeakageError, MirflowError
+from mirflow.core.store import ArtifactRef, ArtifactStore, ArtifactWriter
+from mirflow.datasets import acousticbrainz as ab
+from mirflow.models import build_model, count_parameters
 from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl
 from mirflow.stages import leakage, metrics, scaling, splits, training
-from mirflow.datasets import acousticbrainz as ab
-from mirflow.core.errors import ConfigError, LeakageError, MirflowError
 from mirflow.stages.featuresets import FeatureBatchSource, FeatureSet
-from mirflow.models import build_model, count_parameters
 from mirflow.stages.splits import SPLIT, read_split
-from mirflow.core.store import ArtifactRef, ArtifactStore, ArtifactWriter
 
 TARGETS = "targets.parquet"
 TAXONOMIES = "taxonomies.json"

@@ -16,12 +16,12 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 
-from mirflow.io.audio import load_audio, segment_waveform
 from mirflow.core.errors import DataError
-from mirflow.pipelines.gtzan.features import FeatureSettings, extract_clip, feature_names
-from mirflow.stages.featuresets import FAILURES, TABLE
-from mirflow.stages.classification import InputSpec, band_sums, spectrogram_summary_columns
 from mirflow.core.store import ArtifactWriter
+from mirflow.io.audio import load_audio, segment_waveform
+from mirflow.pipelines.gtzan.features import FeatureSettings, extract_clip, feature_names
+from mirflow.stages.classification import InputSpec, band_sums, spectrogram_summary_columns
+from mirflow.stages.featuresets import FAILURES, TABLE
 
 SHARD_ROW_GROUP = 32
 ID_COLUMNS = ("row_id", "clip_id", "rel_path", "label", "group", "segment")

@@ -20,12 +20,12 @@ import pyarrow as pa
 import scipy.sparse as sp
 from sklearn.utils import murmurhash3_32
 
-from mirflow.pipelines.msd_hotness import geo, regression
-from mirflow.datasets import msd
 from mirflow.core.errors import ConfigError
+from mirflow.core.store import ArtifactRef, ArtifactStore, ArtifactWriter
+from mirflow.datasets import msd
+from mirflow.pipelines.msd_hotness import geo, regression
 from mirflow.stages.featuresets import FAILURES, TABLE, FeatureSet
 from mirflow.stages.splits import read_split
-from mirflow.core.store import ArtifactRef, ArtifactStore, ArtifactWriter
 
 _TEXT, _FLOAT, _INT = pa.string(), pa.float64(), pa.int64()
 # The report's fields, under MSD's own names (see mirflow.datasets.msd).

@@ -26,10 +26,10 @@ from matplotlib.figure import Figure
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import ElasticNet, Lasso
 
-from mirflow.stages import leakage, metrics, scaling, splits
 from mirflow.core.errors import ConfigError, LeakageError
-from mirflow.stages.splits import read_split
 from mirflow.core.store import ArtifactRef, ArtifactStore, ArtifactWriter
+from mirflow.stages import leakage, metrics, scaling, splits
+from mirflow.stages.splits import read_split
 
 MATRIX, ROWS, COLUMNS, SCALERS = "matrix.npz", "rows.parquet", "columns.json", "scalers.json"
 COEF = "coef.npy"
