@@ -18,6 +18,7 @@ from flows.msd_hotness import msd_hotness
 from mirflow.core.errors import LeakageError, MirflowError
 from mirflow.core.store import ArtifactRef, ArtifactStore
 from mirflow.datasets import msd
+from mirflow.datasets.base import DEMO_MARKER
 from mirflow.pipelines.msd_hotness.params import MsdHotnessParams
 from mirflow.runs import Run
 from mirflow.stages.featuresets import TABLE
@@ -188,6 +189,6 @@ def test_flow_on_real_msd_files(prefect_server, realdata, tmp_path):
 def test_explain_without_data_dir_generates_the_demo_set_and_computes_nothing(prefect_server, tmp_path):
     result = msd_hotness(params=MsdHotnessParams(store=str(tmp_path / "store"), demo_songs=30, seed=4), explain=True)
     demo = Path(os.environ["MIRFLOW_DATA"]) / "msd-demo-seed4-n30"
-    assert (demo / "SYNTHETIC.json").is_file() and len(msd.list_files(demo)) == 30
+    assert (demo / DEMO_MARKER).is_file() and len(msd.list_files(demo)) == 30
     assert "extract[0]: would re-run (never computed before)" in result["explain"]
     assert not any(s["status"] == "computed" for s in result["stages"])
