@@ -79,11 +79,11 @@ def dataset(n: int, largest: int) -> Path:
 def _etl(data_dir: Path, store_dir: Path) -> dict:
     """The flow's extract stage: every shard on a fresh 2-worker Dask cluster; the peak is
     the largest worker's VmHWM once all shards are done."""
-    from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl
     from mirflow.core.cluster import DaskPool
-    from mirflow.pipelines.gtzan.extract import plan_shards
     from mirflow.core.materialize import materialize
     from mirflow.core.store import ArtifactRef, ArtifactStore
+    from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl
+    from mirflow.stages.shards import plan_shards
 
     store = ArtifactStore(str(store_dir))
     shards = plan_shards(ab_etl.feature_files(data_dir), SHARD_SIZE)
@@ -93,23 +93,23 @@ def _etl(data_dir: Path, store_dir: Path) -> dict:
         client = pool.client()
         client.run(lambda: None)  # workers up before the clock starts
         with timed() as record:
-            futures = [client.submit(materialize, store, ref, {}, ab_etl.write_ab_shard, (list(shard.clips),), pure=False)
+            futures = [client.submit(materialize, store, ref, {}, ab_etl.write_ab_shard, (list(shard.files),), pure=False)
                        for shard, ref in zip(shards, refs)]
             results = client.gather(futures)
         worker_peaks = client.run(peak_rss_bytes)
     finally:
         pool.close()
     return {**record, "refs": [r.key for r in refs], "shards": len(shards),
-            "largest_shard": max(len(s.clips) for s in shards),
+            "largest_shard": max(len(s.files) for s in shards),
             "worker_peak_rss_bytes": max(worker_peaks.values()),
             "rows": sum(r["summary"]["rows"] for r in results)}
 
 
 def _prepare_training(data_dir: Path, store_dir: Path, extract_keys: list[str]) -> dict:
     """Targets, split and preprocessing for the training measurement (not measured)."""
+    from mirflow.core.store import ArtifactRef, ArtifactStore
     from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl, stacking
     from mirflow.stages.featuresets import FeatureSet
-    from mirflow.core.store import ArtifactRef, ArtifactStore
 
     store = ArtifactStore(str(store_dir))
     features = FeatureSet(store, tuple(ArtifactRef("extract", k) for k in extract_keys))
@@ -148,9 +148,9 @@ def naive_table(data_dir: str) -> dict:
 def train_epoch(store_dir: str, extract_keys: str, split: str, targets: str, prep: str) -> dict:
     """One epoch of the flow's subtask-1 training (full network) for ``SOURCE``, streaming
     batches from the Parquet feature table, plus its embedding pass."""
+    from mirflow.core.store import ArtifactRef, ArtifactStore
     from mirflow.pipelines.acousticbrainz_genre import stacking
     from mirflow.stages.featuresets import FeatureSet
-    from mirflow.core.store import ArtifactRef, ArtifactStore
 
     store = ArtifactStore(store_dir)
     features = FeatureSet(store, tuple(ArtifactRef("extract", k) for k in extract_keys.split(",")))

@@ -283,7 +283,7 @@ def prefect_api_url() -> str:
 def run_flow(data_dir: Path, store: Path, **overrides) -> dict:
     """One gtzan flow run in this process: wall time, load, and what each stage did."""
     from flows.gtzan import gtzan
-    from mirflow.core.params import GtzanParams
+    from mirflow.pipelines.gtzan.params import GtzanParams
     from mirflow.runs import Run
 
     params = GtzanParams(data_dir=str(data_dir), store=str(store), **{**FLOW_SETTINGS, **overrides})

@@ -20,11 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from joblib import Parallel, delayed
 
-from mirflow.stages import metrics, scaling, splits, training
 from mirflow.datasets import gtzan
-from mirflow.pipelines.gtzan.extract import extract_shard, plan_shards
-from mirflow.pipelines.gtzan.features import FeatureSettings, feature_names
 from mirflow.models import build_model
+from mirflow.pipelines.gtzan.extract import extract_shard
+from mirflow.pipelines.gtzan.features import FeatureSettings, feature_names
+from mirflow.stages import metrics, scaling, splits, training
+from mirflow.stages.shards import plan_shards
 
 
 def run(data_dir: Path, out_dir: Path, *, n_jobs: int = 2, shard_size: int = 64, seed: int = 0,
@@ -45,7 +46,7 @@ def run(data_dir: Path, out_dir: Path, *, n_jobs: int = 2, shard_size: int = 64,
     settings = FeatureSettings()
     shards = plan_shards(clips, shard_size)
     lap("discover")
-    results = Parallel(n_jobs=n_jobs)(delayed(extract_shard)(shard.clips, settings, None) for shard in shards)
+    results = Parallel(n_jobs=n_jobs)(delayed(extract_shard)(shard.files, settings, None) for shard in shards)
     table = pa.concat_tables([shard_table for shard_table, _ in results])
     pq.write_table(table, out_dir / "features.parquet", compression="zstd")
     lap("extract")

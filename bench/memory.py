@@ -59,8 +59,9 @@ def _warm_up(settings: dict) -> None:
 def _extract(data_dir: Path, store_path: Path) -> dict:
     """Extract every shard into a new store on 2 workers; per-worker peak RSS."""
     from mirflow.core.cluster import DaskPool
-    from mirflow.pipelines.gtzan.extract import audio_input_specs, plan_shards
     from mirflow.core.store import ArtifactRef, ArtifactStore
+    from mirflow.pipelines.gtzan.extract import audio_input_specs
+    from mirflow.stages.shards import plan_shards
 
     settings, _ = audio_input_specs(SAMPLE_RATE, CNN_FRAMES)
     shards = plan_shards(pd.DataFrame(clip_records(data_dir)), SHARD_SIZE)
@@ -72,22 +73,22 @@ def _extract(data_dir: Path, store_path: Path) -> dict:
         client.run(_warm_up, settings)
         before = client.run(peak_rss_bytes)
         with ThreadPoolExecutor(len(shards)) as threads, timed() as record:
-            rows = sum(threads.map(lambda job: pool.run(_write_shard, store, job[0], list(job[1].clips), settings),
+            rows = sum(threads.map(lambda job: pool.run(_write_shard, store, job[0], list(job[1].files), settings),
                                    zip(refs, shards)))
         after = client.run(peak_rss_bytes)
     finally:
         pool.close()
-    return {**record, "rows": rows, "shard_sizes": [len(s.clips) for s in shards], "refs": [r.key for r in refs],
+    return {**record, "rows": rows, "shard_sizes": [len(s.files) for s in shards], "refs": [r.key for r in refs],
             "worker_peak_before_bytes": sorted(before.values()), "worker_peak_bytes": sorted(after.values())}
 
 
 def _split_and_scale(store_path: Path, shard_keys: list[str]) -> dict:
     """The flow's split and scale stage functions, in this process (not measured)."""
-    from mirflow.stages import classification as steps
-    from mirflow.pipelines.gtzan.extract import audio_input_specs
-    from mirflow.stages.featuresets import FeatureSet
-    from mirflow.stages.split_stage import write_split
     from mirflow.core.store import ArtifactRef, ArtifactStore
+    from mirflow.pipelines.gtzan.extract import audio_input_specs
+    from mirflow.stages import classification as steps
+    from mirflow.stages.featuresets import FeatureSet
+    from mirflow.stages.splits import write_split
 
     store = ArtifactStore(str(store_path))
     features = FeatureSet(store, tuple(ArtifactRef("extract", key) for key in shard_keys))
@@ -103,11 +104,12 @@ def _split_and_scale(store_path: Path, shard_keys: list[str]) -> dict:
 
 def _train_cnn(job: dict) -> dict:
     """The training subprocess: one epoch of the flow's CNN training stage function."""
-    from mirflow.stages import classification as steps
-    from mirflow.pipelines.gtzan.extract import audio_input_specs
-    from mirflow.stages.featuresets import FeatureSet
-    from mirflow.core.params import GtzanParams, TrainParams
+    from mirflow.core.params import TrainParams
     from mirflow.core.store import ArtifactRef, ArtifactStore
+    from mirflow.pipelines.gtzan.extract import audio_input_specs
+    from mirflow.pipelines.gtzan.params import GtzanParams
+    from mirflow.stages import classification as steps
+    from mirflow.stages.featuresets import FeatureSet
 
     store = ArtifactStore(job["store"])
     features = FeatureSet(store, tuple(ArtifactRef("extract", key) for key in job["shards"]))

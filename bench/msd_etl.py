@@ -1,6 +1,6 @@
 """Benchmark: MSD ETL throughput and memory (issue 4, report 000).
 
-Runs the flow's ETL stage function (``msd_etl.write_etl_shard`` through ``materialize``,
+Runs the flow's ETL stage function (``msd_etl.write_song_shard`` through ``materialize``,
 exactly as ``run_stage`` runs it on a Dask worker) on 1,000 and 10,000 generated MSD
 song files, warm in the page cache, and reports:
 
@@ -82,22 +82,22 @@ def _warm(folder: Path, rel_paths: list[str]) -> None:
 def _shards(rel_paths: list[str]) -> list[list[str]]:
     import pandas as pd
 
-    from mirflow.pipelines.gtzan.extract import plan_shards
+    from mirflow.stages.shards import plan_shards
 
-    return [[c["rel_path"] for c in shard.clips] for shard in plan_shards(pd.DataFrame({"rel_path": rel_paths}), SHARD_SIZE)]
+    return [[c["rel_path"] for c in shard.files] for shard in plan_shards(pd.DataFrame({"rel_path": rel_paths}), SHARD_SIZE)]
 
 
 def _in_process(folder: Path, rel_paths: list[str], timbre: bool) -> dict:
     """The stage function in this process, shard after shard: files/s of one core."""
-    from mirflow.pipelines.msd_hotness import extract as msd_etl
     from mirflow.core.materialize import materialize
     from mirflow.core.store import ArtifactRef, ArtifactStore
+    from mirflow.pipelines.msd_hotness import extract as msd_etl
 
     store = ArtifactStore(str(STORES / "msd-etl-inprocess"))
     started, cpu_started = time.perf_counter(), time.process_time()
     rows = 0
     for shard in _shards(rel_paths):
-        result = materialize(store, ArtifactRef("etl", uuid.uuid4().hex), {}, msd_etl.write_etl_shard, (str(folder), shard, timbre))
+        result = materialize(store, ArtifactRef("etl", uuid.uuid4().hex), {}, msd_etl.write_song_shard, (str(folder), shard, timbre))
         rows += result["summary"]["rows"]
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     shutil.rmtree(STORES / "msd-etl-inprocess", ignore_errors=True)
@@ -110,13 +110,13 @@ def _warm_up(folder: str, rel_paths: list[str]) -> float:
     """Run the whole stage once on a few files, into a throw-away store (a fresh
     process's first call pays for imports and the Parquet writer); returns this
     process's CPU seconds so far."""
-    from mirflow.pipelines.msd_hotness import extract as msd_etl
     from mirflow.core.materialize import materialize
     from mirflow.core.store import ArtifactRef, ArtifactStore
+    from mirflow.pipelines.msd_hotness import extract as msd_etl
 
     if rel_paths:
         scratch = STORES / f"msd-etl-warm-{uuid.uuid4().hex}"
-        materialize(ArtifactStore(str(scratch)), ArtifactRef("etl", "warm"), {}, msd_etl.write_etl_shard, (folder, rel_paths, True))
+        materialize(ArtifactStore(str(scratch)), ArtifactRef("etl", "warm"), {}, msd_etl.write_song_shard, (folder, rel_paths, True))
         shutil.rmtree(scratch, ignore_errors=True)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -124,10 +124,10 @@ def _warm_up(folder: str, rel_paths: list[str]) -> float:
 
 def _on_dask(folder: Path, rel_paths: list[str], n_workers: int) -> dict:
     """All shards on a local Dask cluster at once (the cluster start is not timed)."""
-    from mirflow.pipelines.msd_hotness import extract as msd_etl
     from mirflow.core.cluster import DaskPool
     from mirflow.core.materialize import materialize
     from mirflow.core.store import ArtifactRef, ArtifactStore
+    from mirflow.pipelines.msd_hotness import extract as msd_etl
 
     store_dir = STORES / f"msd-etl-dask{n_workers}"
     shutil.rmtree(store_dir, ignore_errors=True)
@@ -140,7 +140,7 @@ def _on_dask(folder: Path, rel_paths: list[str], n_workers: int) -> dict:
         cpu_before = client.run(_warm_up, str(folder), rel_paths[:50])
         with timed(wait=False) as record:
             futures = [
-                client.submit(materialize, store, ArtifactRef("etl", uuid.uuid4().hex), {}, msd_etl.write_etl_shard,
+                client.submit(materialize, store, ArtifactRef("etl", uuid.uuid4().hex), {}, msd_etl.write_song_shard,
                               (str(folder), shard, False), pure=False)
                 for shard in shards
             ]
@@ -218,7 +218,7 @@ def run(quick: bool) -> dict:
         "setup": (
             f"Generated MSD song files (mirflow.datasets.msd.synthesize, ~240 KB each, the real files' layout), warm in "
             f"the page cache; shards of ~{SHARD_SIZE} files (plan_shards); the stage function the flow runs "
-            f"(msd_etl.write_etl_shard via materialize, Parquet written to a local store). {os.cpu_count()} cores, shared."
+            f"(msd_etl.write_song_shard via materialize, Parquet written to a local store). {os.cpu_count()} cores, shared."
         ),
         "tables": [
             {"columns": ["files", "timbre stats", "seconds", "files/s (wall)", "files per CPU-second"], "rows": rows_single},

@@ -1,6 +1,6 @@
 """AcousticBrainz genre across four taxonomies (report 003), leakage-free stacking.
 
-discover JSON + ground truth → plan shards → ETL to Parquet (per shard, Dask) →
+discover JSON + ground truth → plan shards → extract to Parquet (per shard, Dask) →
 collect/quarantine → targets → one release-group split for all sources (+ folds) →
 fill + z-scaler on train → leakage audit → subtask-1 networks per source and fold
 (Dask) → stacked networks on out-of-fold activations (Dask) → evaluate → report
@@ -13,23 +13,23 @@ from prefect import flow
 from flows.common import flow_options
 from mirflow import runs
 from mirflow.pipelines.acousticbrainz_genre import stacking
-from mirflow.core.params import AcousticBrainzParams
-from tasks.acousticbrainz import (
+from mirflow.pipelines.acousticbrainz_genre.params import AcousticBrainzParams
+from tasks.acousticbrainz_genre import (
     audit_leakage,
     build_targets,
     collect_genre_outputs,
     discover_feature_files,
     discover_groundtruth,
-    etl_shard,
     evaluate_source,
+    extract_feature_shard,
     fit_preprocessing,
     locate_data,
     split_recordings,
     train_stacker,
     train_subtask1,
 )
-from tasks.extract import collect_shards, plan_input_shards
 from tasks.run import finish_run, start_run
+from tasks.shards import collect_shards, plan_input_shards
 
 
 @flow(name="acousticbrainz_genre", **flow_options())
@@ -42,7 +42,7 @@ def acousticbrainz_genre(params: AcousticBrainzParams = AcousticBrainzParams(), 
         files = discover_feature_files(ctx, data_dir)
         groundtruth = discover_groundtruth(ctx, data_dir)
         shards = plan_input_shards(ctx, files)
-        extracted = [etl_shard.submit(ctx, shard) for shard in shards]
+        extracted = [extract_feature_shard.submit(ctx, shard) for shard in shards]
         features = collect_shards(ctx, [e.result() for e in extracted], len(files))
         targets = build_targets(ctx, groundtruth)
         split = split_recordings(ctx, features, targets)

@@ -10,14 +10,12 @@ from prefect import flow
 
 from flows.common import flow_options
 from mirflow.pipelines.gtzan.extract import audio_input_specs
-from mirflow.core.params import GtzanParams, segment_seconds
-from tasks.discover import discover_gtzan_clips
-from tasks.evaluate import collect_classification_outputs, evaluate_model
-from tasks.extract import collect_shards, extract_audio_shard, plan_input_shards
+from mirflow.pipelines.gtzan.params import GtzanParams, segment_seconds
+from tasks.classify import audit_leakage, collect_classification_outputs, evaluate_model, fit_scaler_on_train, train_model
+from tasks.gtzan import discover_gtzan_clips, extract_audio_shard
 from tasks.run import finish_run, start_run
-from tasks.scale import audit_leakage, fit_scaler_on_train
+from tasks.shards import collect_shards, plan_input_shards
 from tasks.split import split_rows
-from tasks.train import train_model
 
 
 @flow(name="gtzan", **flow_options())

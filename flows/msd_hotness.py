@@ -1,6 +1,6 @@
 """Million Song Dataset song hotness (report 000, project A): sparse linear regression.
 
-discover → plan shards → ETL (per shard, Dask) → collect/quarantine → clean (per shard,
+discover → plan shards → extract (per shard, Dask) → collect/quarantine → clean (per shard,
 Dask) → split by artist → design matrices per variant (Dask) → leakage audit → fit
 (per variant, model and alpha, Dask) → evaluate → report
 """
@@ -10,22 +10,22 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.common import flow_options
-from mirflow.core.params import MsdHotnessParams
+from mirflow.pipelines.msd_hotness.params import MsdHotnessParams
 from mirflow.pipelines.msd_hotness.regression import model_grid
 from mirflow.runs import Selection
-from tasks.extract import collect_shards, plan_input_shards
-from tasks.msd import (
-    audit_design_leakage,
+from tasks.msd_hotness import (
+    audit_leakage,
     build_design,
     clean_song_shard,
     collect_clean_songs,
     collect_regression_outputs,
     discover_msd_songs,
-    etl_song_shard,
     evaluate_regressors,
+    extract_song_shard,
     fit_regressor,
 )
 from tasks.run import finish_run, start_run
+from tasks.shards import collect_shards, plan_input_shards
 from tasks.split import split_rows
 
 
@@ -36,8 +36,8 @@ def msd_hotness(params: MsdHotnessParams = MsdHotnessParams(), explain: bool = F
     ctx = start_run("msd_hotness", params, explain)
     try:
         data_dir, songs = discover_msd_songs(ctx)
-        shards = plan_input_shards(ctx, songs, ("etl", "clean"))
-        extracted = [etl_song_shard.submit(ctx, data_dir, shard) for shard in shards]
+        shards = plan_input_shards(ctx, songs, ("extract", "clean"))
+        extracted = [extract_song_shard.submit(ctx, data_dir, shard) for shard in shards]
         raw = collect_shards(ctx, [e.result() for e in extracted], len(songs))
         cleaned = [clean_song_shard.submit(ctx, ref, index) for index, ref in enumerate(raw.shards)]
         clean = collect_clean_songs(ctx, [c.result() for c in cleaned])
@@ -45,7 +45,7 @@ def msd_hotness(params: MsdHotnessParams = MsdHotnessParams(), explain: bool = F
         building = {variant: build_design.submit(ctx, clean, split, variant) for variant in params.variants}
         designs = {variant: future.result() for variant, future in building.items()}
         for design in designs.values():
-            audit_design_leakage(ctx, design, split)
+            audit_leakage(ctx, design, split)
         grid = model_grid(params.variants, params.models, params.alphas)
         fitting = [fit_regressor.submit(ctx, designs[spec.variant], spec) for spec in grid]
         evaluation = evaluate_regressors(ctx, designs, [(spec, f.result()) for spec, f in zip(grid, fitting)])

@@ -3,7 +3,7 @@
 The laptop alternative to `prefect deploy` + `prefect worker start`: the deployments of
 deployments/prefect.yaml (names, parameters, schedules) are served by this process,
 which runs their flow runs as subprocesses; no work pool is needed. Flows are taken
-from `mirflow.cli.FLOWS`, so a new pipeline is served as soon as it is registered; one
+from the registry `flows.FLOWS`, so a new pipeline is served as soon as it is registered; one
 the file has no deployment for is served unscheduled as `FLOW/manual`.
 """
 
@@ -16,18 +16,12 @@ from prefect import serve as prefect_serve
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron, Interval, RRule, Schedule
 
+from flows import FLOWS, entrypoint, load_flow
 from flows.temporary_server import start_temporary_server
-from mirflow.cli import FLOWS, flow_function
 from mirflow.core.errors import ConfigError
 
 PREFECT_FILE = Path(__file__).resolve().parents[1] / "deployments" / "prefect.yaml"
 SCHEDULE_KINDS = {"cron": Cron, "interval": Interval, "rrule": RRule}
-
-
-def entrypoint(name: str) -> str:
-    """The prefect.yaml entrypoint of a registered flow: ``flows/gtzan.py:gtzan``."""
-    module, function, _ = FLOWS[name]
-    return f"{module.replace('.', '/')}.py:{function}"
 
 
 def read_deployments(prefect_file: Path = PREFECT_FILE) -> list[dict]:
@@ -59,7 +53,7 @@ def deployments(prefect_file: Path = PREFECT_FILE) -> list[RunnerDeployment]:
     entries = read_deployments(prefect_file)
     served = []
     for name in FLOWS:
-        flow = flow_function(name)
+        flow = load_flow(name)
         mine = [e for e in entries if e.get("entrypoint") == entrypoint(name)] or [{"name": "manual"}]
         served += [
             flow.to_deployment(

@@ -6,10 +6,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel
 
 from mirflow import runs
-
-from mirflow.runs import report
 from mirflow.core.cluster import DaskPool
 from mirflow.core.store import ArtifactStore
+from mirflow.runs import report
 from tasks.common import UNCACHED, task
 from tasks.runtime import RunContext, run_logger
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger
@@ -23,6 +25,7 @@ from mirflow.core.cluster import DaskPool
 from mirflow.core.fingerprint import code_hash, stable_hash
 from mirflow.core.materialize import StageFunction, materialize
 from mirflow.core.store import ArtifactRef, ArtifactStore
+from mirflow.datasets.base import demo_folder, ensure_demo
 
 
 @dataclass
@@ -155,6 +158,16 @@ def run_logger() -> logging.Logger | logging.LoggerAdapter:
         return logging.getLogger("mirflow")
 
 
+def data_dir_or_demo(ctx: RunContext, dataset: str, n: int, make: Callable[[Path], object]) -> str:
+    """The run's data folder or, when none is given, the generated demo set of ``n``
+    units (made once by ``make(folder)``, and said so in the log): every flow's fallback."""
+    if ctx.params.data_dir is not None:
+        return ctx.params.data_dir
+    folder = demo_folder(dataset, n, ctx.params.seed)
+    run_logger().info("no data_dir given: using the generated demo data set in %s", folder)
+    return str(ensure_demo(folder, make))
+
+
 def is_transient(task, task_run, state) -> bool:
     """Retry only what may go away: I/O and connection trouble, a lost worker.
     Bad data (DataError) and bad parameters fail at once."""
@@ -171,4 +184,4 @@ def is_transient(task, task_run, state) -> bool:
     return False
 
 
-__all__ = ["RunContext", "is_transient", "run_logger", "run_stage"]
+__all__ = ["RunContext", "data_dir_or_demo", "is_transient", "run_logger", "run_stage"]

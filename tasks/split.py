@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-from mirflow.stages.featuresets import FeatureSet
 from mirflow.core.fingerprint import file_fingerprint
 from mirflow.core.params import SplitParams, subset
-from mirflow.stages.split_stage import write_split
 from mirflow.core.store import ArtifactRef
+from mirflow.stages.featuresets import FeatureSet
+from mirflow.stages.splits import write_split
 from tasks.common import STAGE_DEFAULTS, task
 from tasks.runtime import RunContext, run_stage
 
@@ -20,7 +19,7 @@ def split_rows(ctx: RunContext, features: FeatureSet, stratify: bool = True) -> 
     params = {**subset(ctx.params, SplitParams), "seed": ctx.params.seed, "stratify": stratify}
     split_file = params["split_file"]
     inputs = {"shards": [r.key for r in features.shards], "split_file": split_file and split_file_digest(split_file)}
-    args = (features, params["fractions"], params["seed"], split_file, params["k_folds"], stratify)
+    args = (features, params["fractions"], params["seed"], split_file, params["folds"], stratify)
     return run_stage(ctx, "split", write_split, params, inputs, args)
 
 

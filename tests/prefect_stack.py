@@ -23,9 +23,7 @@ import httpx
 import psutil
 from annotated_types import Ge, Gt
 
-from flows import serve
-from mirflow.core import params as params_module
-from mirflow.cli import FLOWS, flow_function
+from flows import FLOWS, entrypoint, load_flow, params_model, serve
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -172,9 +170,9 @@ def start_worker(server: PrefectServer) -> None:
 
 def deployment_names(name: str) -> list[str]:
     """``FLOW/DEPLOYMENT`` of every deployment prefect.yaml declares for a registered flow."""
-    flow_name = flow_function(name).name
+    flow_name = load_flow(name).name
     return [f"{flow_name}/{e['name']}" for e in serve.read_deployments(PREFECT_FILE)
-            if e.get("entrypoint") == serve.entrypoint(name)]
+            if e.get("entrypoint") == entrypoint(name)]
 
 
 def read_deployment(server: PrefectServer, full_name: str) -> dict | None:
@@ -212,7 +210,7 @@ TINY = {
 def tiny_params(name: str, store: Path) -> dict:
     """The smallest run of a flow: its demo data set at the lower bound of every `demo_*`
     size, one epoch, one Dask worker, this test's store."""
-    model = getattr(params_module, FLOWS[name][2])
+    model = params_model(name)
     values = {f: lower_bound(info) for f, info in model.model_fields.items()
               if f.startswith("demo_") or f in ("max_epochs", "patience")}
     values = {**values, **TINY.get(name, {}), "store": str(store), "n_workers": 1}

@@ -1,5 +1,6 @@
 """The `mirflow` command. Flow options are generated from the flow's pydantic
-parameter model, so `--shard-size` is always the field `shard_size`."""
+parameter model, so `--shard-size` is always the field `shard_size`. Flows come from
+the registry `flows.FLOWS` and are imported (with Prefect) only when one runs."""
 
 from __future__ import annotations
 
@@ -8,34 +9,14 @@ import json
 import sys
 import types
 import typing
+import warnings
 from collections.abc import Sequence
 
 from pydantic import BaseModel, ValidationError
 
+from flows import FLOWS, load_flow, params_model
 from mirflow.cli.data import add_data_parser, cmd_data
 from mirflow.core.errors import MirflowError
-
-# flow module, flow function, parameter model (in mirflow.core.params). Flows import
-# Prefect, so they are imported only when a flow runs: other commands start fast.
-FLOWS = {
-    "gtzan": ("flows.gtzan", "gtzan", "GtzanParams"),
-    "acousticbrainz_genre": ("flows.acousticbrainz_genre", "acousticbrainz_genre", "AcousticBrainzParams"),
-    "msd_hotness": ("flows.msd_hotness", "msd_hotness", "MsdHotnessParams"),
-}
-
-
-def _params_model(name: str) -> type[BaseModel]:
-    from mirflow.core import params
-
-    return getattr(params, FLOWS[name][2])
-
-
-def flow_function(name: str):
-    """The Prefect flow registered as ``name`` (imported on demand)."""
-    import importlib
-
-    module, function, _ = FLOWS[name]
-    return getattr(importlib.import_module(module), function)
 
 
 def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
@@ -58,7 +39,8 @@ def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel]) -
 
 
 def params_from_args(model: type[BaseModel], args: argparse.Namespace) -> BaseModel:
-    given = {name: getattr(args, name) for name in model.model_fields if getattr(args, name, None) is not None}
+    names = [*model.model_fields, *getattr(model, "RENAMED_FIELDS", {})]
+    given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     return model.model_validate(given)
 
 
@@ -82,9 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="Run a pipeline flow.")
     pipelines = run.add_subparsers(dest="pipeline", required=True)
     for name in FLOWS:
-        params_model = _params_model(name)
-        sub = pipelines.add_parser(name, help=(params_model.__doc__ or "").strip().splitlines()[0])
-        add_model_options(sub, params_model)
+        model = params_model(name)
+        sub = pipelines.add_parser(name, help=(model.__doc__ or "").strip().splitlines()[0])
+        add_model_options(sub, model)
+        for old, new in getattr(model, "RENAMED_FIELDS", {}).items():
+            sub.add_argument("--" + old.replace("_", "-"), dest=old, default=None, help=f"Deprecated: use --{new.replace('_', '-')}.")
         sub.add_argument("--explain", action="store_true", help="Say which stages would re-run and why; run nothing.")
 
     predict = commands.add_parser("predict", help="Label audio with a finished run's model.")
@@ -141,7 +125,10 @@ def validation_message(error: ValidationError) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    params = params_from_args(_params_model(args.pipeline), args)
+    with warnings.catch_warnings(record=True, action="always", category=FutureWarning) as renamed:  # old names
+        params = params_from_args(params_model(args.pipeline), args)
+    for warning in renamed:
+        print(f"mirflow: warning: {warning.message}", file=sys.stderr)
     # Before Prefect is imported, let alone a server or cluster started.
     params.check_inputs()
     if args.explain:
@@ -150,13 +137,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         from tasks.common import plain_calls
 
         with plain_calls():
-            result = flow_function(args.pipeline).fn(params=params, explain=True)
+            result = load_flow(args.pipeline).fn(params=params, explain=True)
         print(result["explain"])
         return 0
     from flows.temporary_server import start_temporary_server
 
     start_temporary_server()
-    result = flow_function(args.pipeline)(params=params)
+    result = load_flow(args.pipeline)(params=params)
     print(f"run {result['run_id']}: report at {result['report_path']}")
     for row in result["rows"]:
         if row["split"] != "train":
@@ -228,7 +215,7 @@ def cmd_store(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from flows.serve import PREFECT_FILE, serve
+    from flows.serve import PREFECT_FILE, serve  # Prefect: imported only for this command
 
     serve(args.prefect_file or PREFECT_FILE, limit=args.limit)
     return 0
@@ -237,6 +224,3 @@ def cmd_serve(args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": cmd_run, "predict": cmd_predict, "runs": cmd_runs, "store": cmd_store, "data": cmd_data, "serve": cmd_serve
 }
-
-if __name__ == "__main__":
-    raise SystemExit(main())

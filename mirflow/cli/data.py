@@ -14,9 +14,9 @@ from types import ModuleType
 from typing import Any
 
 from mirflow.io.archive import MAX_RATIO, MIN_EXTRACT_LIMIT
+from mirflow.core.errors import ConfigError, MirflowError
 from mirflow.datasets import NAMES, get_dataset
 from mirflow.datasets.base import RemoteFile, data_root
-from mirflow.core.errors import ConfigError, MirflowError
 
 # what `synth --n` counts
 UNITS = {"gtzan": "clips", "msd": "songs", "acousticbrainz": "recordings", "kkbox": "train rows", "cifar100": "images"}
@@ -84,31 +84,6 @@ def cmd_data(args: argparse.Namespace) -> int:
     return ACTIONS[args.action](args)
 
 
-def local_dir(name: str, given: str | Path | None = None) -> Path:
-    """``given``, else ``$MIRFLOW_DATA/<name>``."""
-    return Path(given).expanduser() if given else data_root() / name
-
-
-def resolve_base_url(dataset: ModuleType, given: str | None = None) -> str:
-    """``given``, else ``$MIRFLOW_<NAME>_BASE_URL``, else the data set's ``BASE_URL``."""
-    return given or os.environ.get(f"MIRFLOW_{dataset.NAME.upper()}_BASE_URL") or dataset.BASE_URL
-
-
-def download(name: str, to: str | Path | None = None, base_url: str | None = None, **fetch_options: Any) -> list[Path]:
-    """Download, verify and extract data set ``name``'s index files into ``to`` (default
-    ``$MIRFLOW_DATA/<name>``); files already there and verified are not requested again.
-    Raises ``ConfigError`` with the login instructions for data behind a login."""
-    from mirflow.io.download import fetch_dataset
-
-    dataset, dest = get_dataset(name), local_dir(name, to)
-    if dataset.LOGIN_INSTRUCTIONS is not None:
-        raise ConfigError(
-            f"{name} sits behind a login, so nothing was downloaded.\n{dataset.LOGIN_INSTRUCTIONS}\n"
-            f"Place the files in {dest}."
-        )
-    return fetch_dataset(dataset.INDEX, dest, resolve_base_url(dataset, base_url), **fetch_options)
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     root = data_root()
     print(f"{'name':<15} {'size':>12} {'login':<6} {'local':<11} licence")
@@ -138,6 +113,8 @@ def _local_state(dataset: ModuleType, folder: Path) -> str:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
+    from mirflow.io.download import download, local_dir
+
     dataset = get_dataset(args.name)
     dest = local_dir(args.name, args.to)
     paths = download(args.name, dest, args.base_url)
@@ -231,6 +208,8 @@ def _remote_row(path: Path, remote: RemoteFile) -> Row:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from mirflow.io.download import local_dir
+
     data_dir = local_dir(args.name, args.dir)
     rows = check_copy(get_dataset(args.name), data_dir)
     for status, path, detail in rows:
@@ -243,6 +222,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_table(args: argparse.Namespace) -> int:
     from mirflow.core.cluster import DaskPool
+    from mirflow.io.download import local_dir
     from mirflow.io.tables import convert_to_parquet
 
     pool = DaskPool(args.dask_address, args.workers)

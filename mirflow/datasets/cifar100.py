@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mirflow.datasets.base import Failure, RemoteFile
 from mirflow.core.errors import ConfigError, DataError
+from mirflow.datasets.base import Failure, RemoteFile
 
 NAME = "cifar100"
 LICENCE = (

@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from mirflow.datasets.base import Failure, RemoteFile
 from mirflow.core.errors import ConfigError
+from mirflow.datasets.base import Failure, RemoteFile
 
 NAME = "gtzan"
 LICENCE = "Research use only; audio gathered without copyright permission (Tzanetakis & Cook 2002); no redistribution."

@@ -31,8 +31,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from mirflow.datasets.base import Failure, RemoteFile
 from mirflow.core.errors import ConfigError, DataError
+from mirflow.datasets.base import Failure, RemoteFile
 
 NAME = "kkbox"
 LICENCE = "Kaggle competition data: use limited by the competition rules (non-commercial research)."

@@ -20,8 +20,8 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from mirflow.datasets.base import Failure, RemoteFile
 from mirflow.core.errors import ConfigError, DataError
+from mirflow.datasets.base import Failure, RemoteFile
 
 NAME = "msd"
 LICENCE = (

@@ -26,15 +26,17 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
 import fsspec
 import httpx
 
-from mirflow.io.archive import safe_extract
-from mirflow.datasets.base import RemoteFile
 from mirflow.core.errors import ChecksumError, ConfigError, MirflowError
+from mirflow.datasets import get_dataset
+from mirflow.datasets.base import RemoteFile, data_root
+from mirflow.io.archive import safe_extract
 
 log = logging.getLogger(__name__)
 
@@ -302,3 +304,27 @@ def _join(base_url: str | None, remote: RemoteFile) -> str:
         raise ConfigError(f"{remote.name}: url {remote.url!r} is relative and no base_url was given")
     # plain joining: urllib's urljoin ignores schemes it does not know (s3://, memory://)
     return f"{base_url.rstrip('/')}/{remote.url.lstrip('/')}"
+
+
+# -- a data set by name -----------------------------------------------------------------
+def local_dir(name: str, given: str | Path | None = None) -> Path:
+    """``given``, else ``$MIRFLOW_DATA/<name>``."""
+    return Path(given).expanduser() if given else data_root() / name
+
+
+def resolve_base_url(dataset: ModuleType, given: str | None = None) -> str:
+    """``given``, else ``$MIRFLOW_<NAME>_BASE_URL``, else the data set's ``BASE_URL``."""
+    return given or os.environ.get(f"MIRFLOW_{dataset.NAME.upper()}_BASE_URL") or dataset.BASE_URL
+
+
+def download(name: str, to: str | Path | None = None, base_url: str | None = None, **fetch_options: Any) -> list[Path]:
+    """Download, verify and extract data set ``name``'s index files into ``to`` (default
+    ``$MIRFLOW_DATA/<name>``); files already there and verified are not requested again.
+    Raises ``ConfigError`` with the login instructions for data behind a login."""
+    dataset, dest = get_dataset(name), local_dir(name, to)
+    if dataset.LOGIN_INSTRUCTIONS is not None:
+        raise ConfigError(
+            f"{name} sits behind a login, so nothing was downloaded.\n{dataset.LOGIN_INSTRUCTIONS}\n"
+            f"Place the files in {dest}."
+        )
+    return fetch_dataset(dataset.INDEX, dest, resolve_base_url(dataset, base_url), **fetch_options)

@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mirflow.core.cluster import DaskPool
-from mirflow.datasets.base import Failure
 from mirflow.core.errors import ConfigError, DataError
+from mirflow.datasets.base import Failure
 
 ShardResult = tuple[pd.DataFrame, list[Failure]]
 

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from pydantic import BaseModel
 
-from mirflow.runs import report
 from mirflow.core.errors import ConfigError
 from mirflow.core.fingerprint import stable_hash
 from mirflow.core.store import ArtifactRef, ArtifactStore
+from mirflow.runs import report
 
 if TYPE_CHECKING:
     import torch
@@ -181,10 +181,10 @@ class Run:
         return self.store.read_run_file(self.run_id, "report.md").decode()
 
     def model(self, name: str | None = None) -> tuple[torch.nn.Module, dict]:
-        from mirflow.stages import classification as steps
+        from mirflow.stages import training  # torch, only for what reads models
 
         name = name or self.manifest["best_model"]
-        return steps.load_model_bytes(self.store.read_run_file(self.run_id, f"models/{name}.pt"))
+        return training.load_model_bytes(self.store.read_run_file(self.run_id, f"models/{name}.pt"))
 
     def predictions(self, name: str | None = None) -> pd.DataFrame:
         name = name or self.manifest["best_model"]

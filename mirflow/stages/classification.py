@@ -1,5 +1,5 @@
 """Stage functions shared by the classification pipelines: scale, train, evaluate (the
-split stage is ``mirflow.stages.split_stage``, which the regression pipeline shares too).
+split stage is ``mirflow.stages.splits.write_split``, which the regression pipeline shares too).
 
 Each ``write_*`` function fills one artifact through the store's writer and returns a
 small JSON summary. They know nothing of Prefect; ``tasks/`` decides when they run.
@@ -7,34 +7,24 @@ small JSON summary. They know nothing of Prefect; ``tasks/`` decides when they r
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from mirflow.core import progress
-
-from mirflow.stages import scaling, splits
-from mirflow.core.errors import LeakageError
-from mirflow.stages.featuresets import FeatureBatchSource, FeatureSet
-from mirflow.stages.split_stage import read_split
-from mirflow.stages.splits import SPLITS
 from mirflow.core.store import ArtifactRef, ArtifactStore, ArtifactWriter
-
-if TYPE_CHECKING:
-    import torch
+from mirflow.stages import leakage, scaling
+from mirflow.stages.featuresets import FeatureBatchSource, FeatureSet
+from mirflow.stages.splits import SPLITS, read_split
 
 # Training, models and metrics (torch, scikit-learn, matplotlib: seconds to import) are
 # imported in the functions that use them, so importing a flow stays fast.
 
 SCALER = "scaler.json"
-MODEL = "model.pt"
 
 
 # -- scale -------------------------------------------------------------------------
@@ -125,12 +115,10 @@ def audit_leakage(
     split = read_split(store, split_ref)
     preprocessing = read_preprocessing(store, scaler_ref)
     table = features.read(["row_id", *feature_columns]).set_index("row_id").loc[split["row_id"]]
-    problems = splits.audit_group_overlap(split.set_index("row_id")["split"], split.set_index("row_id")["group"])
-    problems = [f"group {g!r} appears in more than one split" for g in problems]
-    problems += scaling.audit_scaler(preprocessing.scaler, table.to_numpy(np.float64), split.set_index("row_id")["split"])
-    if problems:
-        raise LeakageError("leakage audit failed:\n- " + "\n- ".join(problems))
-    return {"groups_checked": int(split["group"].nunique()), "scaler_rows": preprocessing.scaler.n_rows}
+    by_row = split.set_index("row_id")
+    problems = leakage.group_problems(by_row["split"], by_row["group"])
+    problems += scaling.audit_scaler(preprocessing.scaler, table.to_numpy(np.float64), by_row["split"])
+    return leakage.verdict(problems, split["group"].nunique(), preprocessing.scaler.n_rows)
 
 
 # -- model inputs --------------------------------------------------------------------
@@ -238,7 +226,7 @@ def write_trained_model(
         model, train_source, val_source, train_config,
         on_epoch=lambda record: progress.report(label, record["epoch"], train_config.max_epochs),
     )
-    writer.write_bytes(MODEL, model_bytes(model, arch))
+    writer.write_bytes(training.MODEL, training.model_bytes(model, arch))
     writer.write_json("history.json", result.history)
     return {
         "model": spec.model,
@@ -250,22 +238,6 @@ def write_trained_model(
         "train_seconds": result.train_seconds,
         "peak_memory_bytes": result.peak_memory_bytes,
     }
-
-
-def model_bytes(model: torch.nn.Module, arch: dict) -> bytes:
-    from mirflow.stages import training
-
-    with tempfile.TemporaryDirectory() as folder:
-        return training.save_model(model, arch, Path(folder) / MODEL).read_bytes()
-
-
-def load_model_bytes(data: bytes) -> tuple[torch.nn.Module, dict]:
-    from mirflow.stages import training
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / MODEL
-        path.write_bytes(data)
-        return training.load_model(path)
 
 
 # -- evaluate ----------------------------------------------------------------------
@@ -284,7 +256,7 @@ def write_evaluation(
     store = features.store
     split = read_split(store, split_ref)
     prep = read_preprocessing(store, scaler_ref)
-    model, _ = load_model_bytes(store.read_bytes(model_ref, MODEL))
+    model, _ = training.load_model_bytes(store.read_bytes(model_ref, training.MODEL))
     trained = store.read_json(model_ref, "summary.json")
     classes = trained["classes"]
     report: dict = {key: trained[key] for key in ("model", "classes", "parameters", "train_seconds", "peak_memory_bytes")}

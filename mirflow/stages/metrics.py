@@ -197,6 +197,8 @@ def binary_report(y_true, scores) -> dict:
 # the indicator, per track on its transpose.
 def _prf_by_column(truth: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """P, R and F of each column of a 0/1 indicator that has a true row."""
+    from sklearn import metrics as skm
+
     keep = truth.any(axis=0)
     truth, predicted = truth[:, keep], predicted[:, keep]
     if truth.shape[1] == 0:

@@ -26,9 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import scipy.sparse as sp
 
 from mirflow.core.errors import ConfigError
+from mirflow.core.store import ArtifactRef, ArtifactStore, ArtifactWriter
+from mirflow.stages.featuresets import FeatureSet
 
 SPLITS = ("train", "validation", "test")
 SPLIT_DTYPE = pd.CategoricalDtype(SPLITS)
@@ -36,6 +39,7 @@ SPLIT_DTYPE = pd.CategoricalDtype(SPLITS)
 SPLIT_LIST_FILES = {"train": "train_filtered.txt", "validation": "valid_filtered.txt", "test": "test_filtered.txt"}
 _SPLIT_ALIASES = {"val": "validation", "valid": "validation"}
 _AUDIO_SUFFIXES = (".wav", ".au", ".mp3", ".flac", ".ogg")
+SPLIT = "split.parquet"  # the split stage's artifact (``write_split``)
 
 
 def split_train_val_test(
@@ -288,3 +292,44 @@ def _clip_key(entry) -> str:
     name = str(entry).replace("\\", "/").rsplit("/", 1)[-1]
     stem, dot, suffix = name.rpartition(".")
     return stem if dot and f".{suffix.lower()}" in _AUDIO_SUFFIXES else name
+
+
+# -- the split stage: every pipeline that splits a feature set by group ------------
+def write_split(
+    writer: ArtifactWriter,
+    features: FeatureSet,
+    fractions: Sequence[float],
+    seed: int,
+    split_file: str | None,
+    folds: int | None,
+    stratify: bool = True,
+) -> dict:
+    """Group-exclusive train/validation/test split of the rows, stratified by ``label``
+    (a continuous target, ``stratify=False``, is not), or a predefined one, plus k folds.
+
+    A predefined split names clips when the rows have a ``clip_id`` (every segment
+    follows its clip), rows otherwise; rows it leaves out are left out of every split.
+    """
+    id_column = "clip_id" if "clip_id" in features.schema().names else "row_id"
+    rows = features.read(list(dict.fromkeys(["row_id", id_column, *(["label"] if stratify else []), "group"])))
+    if split_file:
+        assigned = load_split_file(split_file, rows[id_column].drop_duplicates().tolist())
+        split = rows[id_column].map(assigned)
+        rows = rows[split.notna()].assign(split=split[split.notna()].astype(str).to_numpy()).reset_index(drop=True)
+    else:
+        by_row = rows.set_index("row_id")
+        labels = by_row["label"] if stratify else None
+        rows["split"] = split_train_val_test(labels, by_row["group"], fractions=tuple(fractions), seed=seed).astype(str).to_numpy()
+    if folds:
+        train = rows[rows["split"] == "train"].set_index("row_id")
+        fold_of = kfold_assignments(train["label"] if stratify else None, train["group"], k=folds, seed=seed)
+        rows["fold"] = rows["row_id"].map(fold_of).fillna(-1).astype("int32")
+    writer.write_parquet(SPLIT, pa.Table.from_pandas(rows, preserve_index=False))
+    in_split = {name: rows[rows["split"] == name] for name in SPLITS}
+    summary = {"rows": {name: len(part) for name, part in in_split.items()},
+               "groups": {name: int(part["group"].nunique()) for name, part in in_split.items()}}
+    return {**summary, "classes": sorted(rows["label"].unique())} if stratify else summary
+
+
+def read_split(store: ArtifactStore, ref: ArtifactRef) -> pd.DataFrame:
+    return store.read_parquet(ref, SPLIT).to_pandas()

@@ -41,6 +41,7 @@ METRIC_NAMES = {"multiclass": "accuracy", "binary": "accuracy", "multilabel": "m
                 "regression": "rmse"}
 SCHEDULERS = ("plateau", "cosine", "none")
 OPTIMIZERS = ("adam", "sgd")
+MODEL = "model.pt"  # a trained model's file name in its artifact
 
 Inputs = torch.Tensor | tuple[torch.Tensor, ...]
 # augment(x, y, generator) -> (x, y), applied to every training batch on the training device.
@@ -463,6 +464,19 @@ def load_model(path: Path) -> tuple[nn.Module, dict]:
     model = build_model(payload["spec"])
     model.load_state_dict(payload["state_dict"])
     return model.eval(), payload["spec"]
+
+
+def model_bytes(model: nn.Module, arch: dict) -> bytes:
+    """A `save_model` file as bytes, for an artifact or a run folder."""
+    with tempfile.TemporaryDirectory() as folder:
+        return save_model(model, arch, Path(folder) / MODEL).read_bytes()
+
+
+def load_model_bytes(data: bytes) -> tuple[nn.Module, dict]:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / MODEL
+        path.write_bytes(data)
+        return load_model(path)
 
 
 def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, generator: np.random.Generator,

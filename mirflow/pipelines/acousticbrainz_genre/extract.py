@@ -10,8 +10,6 @@ worker's memory is bounded by ``READ_BATCH`` files, not by the shard or the data
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +19,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mirflow.stages import scaling, splits
-from mirflow.datasets import acousticbrainz as ab
-from mirflow.stages.featuresets import FAILURES, TABLE, FeatureSet
 from mirflow.core.fingerprint import file_fingerprint
 from mirflow.core.store import ArtifactWriter
+from mirflow.datasets import acousticbrainz as ab
+from mirflow.stages import leakage, scaling
+from mirflow.stages.featuresets import FAILURES, TABLE, FeatureSet
 
 ID_COLUMNS = ("row_id", "recordingmbid", "official_split")
 FEATURES = list(ab.LAYOUT)
@@ -34,19 +32,6 @@ COLUMN_STATS = "column_stats.json"
 # Fitting reads a block of columns for all rows at a time: as many columns as fit in
 # SCALE_BUDGET bytes of float64 (every column at once for small data), at least 16.
 SCALE_BUDGET = 512 * 2**20  # about 4x this at peak (copies while filling and fitting)
-DEMO_MARKER = "mirflow-demo.json"
-
-
-# -- data folder ---------------------------------------------------------------------
-def demo_data(folder: str | Path, n: int, seed: int) -> Path:
-    """The generated demo set in ``folder`` (``acousticbrainz.synthesize``), made once;
-    its marker is written last, so a half-written set is made again."""
-    folder = Path(folder)
-    if not (folder / DEMO_MARKER).is_file():
-        shutil.rmtree(folder, ignore_errors=True)
-        ab.synthesize(folder, n, seed=seed)
-        (folder / DEMO_MARKER).write_text(json.dumps({"n": n, "seed": seed}))
-    return folder
 
 
 def feature_files(data_dir: str | Path, mode: str = "stat") -> pd.DataFrame:
@@ -233,8 +218,7 @@ def fit_preprocessing(features: FeatureSet, split: pd.Series) -> Preprocessing:
 def audit_preprocessing(features: FeatureSet, split: pd.Series, groups: pd.Series, prep: Preprocessing) -> list[str]:
     """Problems (empty = clean): a group in two splits, fill values or scaler statistics
     that are not those of the training rows (refitted here from the feature table)."""
-    overlap = splits.audit_group_overlap(split, groups)
-    problems = [f"{len(overlap)} release groups appear in more than one split, e.g. {overlap[:5]}"] if overlap else []
+    problems = leakage.group_problems(split, groups)
     start = 0
     for columns in column_blocks(len(split)):
         block = read_block(features, split.index, columns)

@@ -28,19 +28,19 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from mirflow.core import progress
-from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl
-from mirflow.stages import classification as steps, metrics, scaling, splits, training
-from mirflow.datasets import acousticbrainz as ab
 from mirflow.core.errors import ConfigError, LeakageError, MirflowError
-from mirflow.stages.featuresets import FeatureBatchSource, FeatureSet
-from mirflow.models import build_model, count_parameters
-from mirflow.stages.split_stage import SPLIT, read_split
 from mirflow.core.store import ArtifactRef, ArtifactStore, ArtifactWriter
+from mirflow.datasets import acousticbrainz as ab
+from mirflow.models import build_model, count_parameters
+from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl
+from mirflow.stages import leakage, metrics, scaling, splits, training
+from mirflow.stages.featuresets import FeatureBatchSource, FeatureSet
+from mirflow.stages.splits import SPLIT, read_split
 
 TARGETS = "targets.parquet"
 TAXONOMIES = "taxonomies.json"
 PREPROCESSING = "preprocessing.json"
-MODEL = steps.MODEL
+MODEL = training.MODEL
 OUTPUTS = "outputs.parquet"  # row_id, hidden (subtask 1 only), scores: fixed-size float32 lists
 METRICS = "metrics.json"
 FULL = "all"  # the fold name of a network trained on every training row
@@ -217,9 +217,7 @@ def audit_leakage(features: FeatureSet, split_ref: ArtifactRef, prep_ref: Artifa
     if (straddling > 1).any():
         several = straddling.index[straddling > 1]
         problems.append(f"{len(several)} release groups appear in more than one fold, e.g. {several[0]!r}")
-    if problems:
-        raise LeakageError("leakage audit failed:\n- " + "\n- ".join(problems))
-    return {"groups_checked": int(split["group"].nunique()), "scaler_rows": int((split["split"] == "train").sum())}
+    return leakage.verdict(problems, split["group"].nunique(), (split["split"] == "train").sum())
 
 
 # -- subtask 1: one network per source, and per source and fold ----------------------------------
@@ -310,7 +308,7 @@ def write_subtask1_model(
         _train_config(config),
         on_epoch=lambda record: progress.report(label, record["epoch"], config["max_epochs"]),
     )
-    writer.write_bytes(MODEL, steps.model_bytes(model, shape["architecture"]))
+    writer.write_bytes(MODEL, training.model_bytes(model, shape["architecture"]))
     writer.write_json("history.json", result.history)
     _embed(writer, features, prep, model, embedded, config["hidden"], len(labels.names))
     return {
@@ -443,7 +441,7 @@ def write_stacked_model(
     ids = pd.concat([train["row_id"], held_out["row_id"]]).tolist()
     schema = _outputs_schema({"scores": y.shape[1]})
     table = pa.Table.from_arrays([pa.array(ids, pa.string()), _fixed(np.vstack([out_of_fold, held_scores]))], schema=schema)
-    writer.write_bytes(MODEL, steps.model_bytes(model, shape["architecture"]))
+    writer.write_bytes(MODEL, training.model_bytes(model, shape["architecture"]))
     writer.write_json("history.json", result.history)
     ab_etl.write_parquet_stream(writer, OUTPUTS, schema, [table])
     return {

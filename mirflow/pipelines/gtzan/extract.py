@@ -12,55 +12,21 @@ silently dropped.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
-from mirflow.io.audio import load_audio, segment_waveform
 from mirflow.core.errors import DataError
-from mirflow.pipelines.gtzan.features import FeatureSettings, extract_clip, feature_names
-from mirflow.stages.featuresets import FAILURES, TABLE
-from mirflow.stages.classification import InputSpec, band_sums, spectrogram_summary_columns
 from mirflow.core.store import ArtifactWriter
+from mirflow.io.audio import load_audio, segment_waveform
+from mirflow.pipelines.gtzan.features import FeatureSettings, extract_clip, feature_names
+from mirflow.stages.classification import InputSpec, band_sums, spectrogram_summary_columns
+from mirflow.stages.featuresets import FAILURES, TABLE
 
 SHARD_ROW_GROUP = 32
 ID_COLUMNS = ("row_id", "clip_id", "rel_path", "label", "group", "segment")
 TENSOR_COLUMN = "logmel"
-
-
-@dataclass(frozen=True)
-class Shard:
-    """A content-defined slice of the clip listing (see ``plan_shards``)."""
-
-    index: int
-    clips: tuple[dict, ...]  # records with clip_id, path, rel_path, label, group, fingerprint
-
-
-def _name_hash(rel_path: str) -> int:
-    return int.from_bytes(hashlib.sha256(rel_path.encode()).digest()[:8], "big")
-
-
-def plan_shards(clips: pd.DataFrame, shard_size: int) -> list[Shard]:
-    """Content-defined shards: order clips by a hash of their name and cut after each
-    clip whose name hash is 0 mod ``shard_size``.
-
-    Boundaries depend on names, not positions, so inserting or removing one file
-    changes only the shard it falls in; the others keep their members and keys.
-    Hash order also mixes labels within every shard (a sorted listing would put one
-    genre per shard), which training batches rely on. A cap of 4x the target bounds
-    unlucky runs without a boundary.
-    """
-    records = sorted(clips.to_dict("records"), key=lambda r: _name_hash(r["rel_path"]))
-    shards: list[list[dict]] = [[]]
-    for record in records:
-        shards[-1].append(record)
-        if (_name_hash(record["rel_path"]) >> 32) % shard_size == 0 or len(shards[-1]) >= 4 * shard_size:
-            shards.append([])
-    return [Shard(i, tuple(members)) for i, members in enumerate(s for s in shards if s)]
 
 
 def features_schema(settings: FeatureSettings) -> pa.Schema:

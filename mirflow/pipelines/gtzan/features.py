@@ -5,7 +5,7 @@ waveform, each computing its own STFT. ``extract_clip`` computes the STFT once a
 derives everything from it: librosa's functions with ``S=`` where that is cheap, and
 equivalent vectorised forms of the four that dominate the cost once the STFTs are
 shared (tuning estimation, centroid/bandwidth, rolloff, zero-crossing rate). Both give
-librosa's ``y=`` values (tests/test_features.py checks them at rtol 1e-4; in practice
+librosa's ``y=`` values (tests/pipelines/test_gtzan_features.py checks them at rtol 1e-4; in practice
 they agree to ~1e-9 or exactly).
 
 A clip shorter than ``n_fft`` is computed, not rejected: librosa pads it (and warns

@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mirflow.io.audio import load_audio, segment_waveform
 from mirflow.core.errors import ConfigError, DataError
+from mirflow.core.store import ArtifactStore
+from mirflow.io.audio import load_audio, segment_waveform
 from mirflow.pipelines.gtzan.features import FeatureSettings, extract_clip
 from mirflow.core.params import GtzanParams
 from mirflow.runs import Run
 from mirflow.stages.classification import InputSpec, Preprocessing, model_inputs
-from mirflow.core.store import ArtifactStore
 
 AUDIO_SUFFIXES = {".wav", ".au", ".flac", ".mp3", ".ogg", ".aiff", ".aif", ".m4a"}
 DEFAULT_WINDOW_SECONDS = 30.0  # GTZAN clip length: the unit whole-clip models were trained on

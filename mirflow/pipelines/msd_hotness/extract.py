@@ -14,9 +14,7 @@ hashed variant. What is learned is kept in ``Design`` as plain lists (``design.j
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,12 +27,12 @@ from sklearn.feature_extraction import DictVectorizer, FeatureHasher
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.preprocessing import OneHotEncoder
 
-from mirflow.pipelines.msd_hotness import geo, regression
-from mirflow.datasets import msd
 from mirflow.core.errors import ConfigError
-from mirflow.stages.featuresets import FAILURES, TABLE, FeatureSet
-from mirflow.stages.split_stage import read_split
 from mirflow.core.store import ArtifactRef, ArtifactStore, ArtifactWriter
+from mirflow.datasets import msd
+from mirflow.pipelines.msd_hotness import geo, regression
+from mirflow.stages.featuresets import FAILURES, TABLE, FeatureSet
+from mirflow.stages.splits import read_split
 
 _TEXT, _FLOAT, _INT = pa.string(), pa.float64(), pa.int64()
 # The report's fields, under MSD's own names (see mirflow.datasets.msd).
@@ -56,7 +54,7 @@ VARIANTS = ("onehot", "hashed")
 
 
 # -- ETL -------------------------------------------------------------------------------
-def etl_schema(timbre: bool) -> pa.Schema:
+def song_schema(timbre: bool) -> pa.Schema:
     fields = {**IDENTITY, **SONG_FIELDS, **({name: _FLOAT for name in msd.TIMBRE_COLUMNS} if timbre else {})}
     return pa.schema([pa.field(name, kind) for name, kind in fields.items()])
 
@@ -77,13 +75,13 @@ def read_songs(data_dir: str | Path, rel_paths: Sequence[str], timbre: bool) -> 
         "group": songs["artist_id"].fillna(track),  # a song without artist is its own group
     })
     frame = pd.concat([identity, songs], axis=1)
-    schema = etl_schema(timbre)
+    schema = song_schema(timbre)
     table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
     reasons = [{"path": os.path.relpath(f.path, data_dir), "reason": f.reason} for f in failures]
     return table, reasons
 
 
-def write_etl_shard(writer: ArtifactWriter, data_dir: str, rel_paths: Sequence[str], timbre: bool) -> dict:
+def write_song_shard(writer: ArtifactWriter, data_dir: str, rel_paths: Sequence[str], timbre: bool) -> dict:
     """The ETL stage: one shard of song files into one Parquet table (and its failures).
     The bytes depend only on the files, never on workers or the order they came in."""
     table, failures = read_songs(data_dir, rel_paths, timbre)
@@ -266,18 +264,3 @@ def write_design(
     writer.write_json("design.json", asdict(design))
     summary = regression.save_design(writer, numeric, sparse, rows, list(design.numeric), sparse_names(train, design))
     return {**summary, "variant": variant, "constant_columns_dropped": list(design.constant)}
-
-
-# -- demo data -------------------------------------------------------------------------
-def demo_songs(folder: str | Path, n: int, seed: int) -> Path:
-    """A generated MSD-layout folder of ``n`` songs, made once; its marker is written
-    last, so a half-written folder is made again."""
-    folder = Path(folder)
-    marker = folder / "SYNTHETIC.json"
-    wanted = {"n": n, "seed": seed}
-    if marker.is_file() and json.loads(marker.read_text()) == wanted:
-        return folder
-    shutil.rmtree(folder, ignore_errors=True)
-    msd.synthesize(folder, n, seed=seed)
-    marker.write_text(json.dumps(wanted))
-    return folder

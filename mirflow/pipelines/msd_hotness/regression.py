@@ -26,10 +26,10 @@ from matplotlib.figure import Figure
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import ElasticNet, Lasso
 
-from mirflow.stages import metrics, scaling, splits
 from mirflow.core.errors import ConfigError, LeakageError
-from mirflow.stages.split_stage import read_split
 from mirflow.core.store import ArtifactRef, ArtifactStore, ArtifactWriter
+from mirflow.stages import leakage, metrics, scaling, splits
+from mirflow.stages.splits import read_split
 
 MATRIX, ROWS, COLUMNS, SCALERS = "matrix.npz", "rows.parquet", "columns.json", "scalers.json"
 COEF = "coef.npy"
@@ -94,7 +94,7 @@ def load_design(store: ArtifactStore, ref: ArtifactRef) -> DesignMatrix:
     return DesignMatrix(_scaled(raw, scalers["numeric"], scalers["sparse"]), rows, store.read_json(ref, COLUMNS))
 
 
-def audit_design_leakage(store: ArtifactStore, design_ref: ArtifactRef, split_ref: ArtifactRef) -> dict:
+def audit_leakage(store: ArtifactStore, design_ref: ArtifactRef, split_ref: ArtifactRef) -> dict:
     """From the saved artifacts: no group in two splits, the design's rows are the
     split's, and both scalers hold the statistics of the training rows only. Raises
     LeakageError listing every problem."""
@@ -103,14 +103,11 @@ def audit_design_leakage(store: ArtifactStore, design_ref: ArtifactRef, split_re
     if set(rows["row_id"]) != set(split.index) or len(rows) != len(split):
         raise LeakageError(f"design {design_ref.key[:12]} covers other rows than split {split_ref.key[:12]}")
     assigned = split["split"].reindex(rows["row_id"])
-    overlap = splits.audit_group_overlap(assigned, split["group"].reindex(rows["row_id"]))
-    problems = [f"{len(overlap)} groups appear in more than one split, e.g. {overlap[:5]}"] if overlap else []
+    problems = leakage.group_problems(assigned, split["group"].reindex(rows["row_id"]))
     k = len(scalers["numeric"].columns)
     problems += scaling.audit_scaler(scalers["numeric"], raw[:, :k].toarray(), assigned)
     problems += scaling.audit_scaler(scalers["sparse"], raw[:, k:], assigned)
-    if problems:
-        raise LeakageError(f"leakage audit of design {design_ref.key[:12]} failed:\n- " + "\n- ".join(problems))
-    return {"groups_checked": int(split["group"].nunique()), "scaler_rows": scalers["numeric"].n_rows}
+    return leakage.verdict(problems, split["group"].nunique(), scalers["numeric"].n_rows, f" of design {design_ref.key[:12]}")
 
 
 # -- models ----------------------------------------------------------------------------

@@ -1,0 +1,59 @@
+"""GTZAN's flow parameters (report 001)."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from mirflow.core.params import RunParams, SplitParams, TrainParams
+
+Stage = Literal["extract", "split", "scale", "train", "evaluate"]
+
+
+class GtzanParams(RunParams, SplitParams, TrainParams):
+    """Genre classification on GTZAN-layout audio (report 001)."""
+
+    force: list[Stage] = Field(default_factory=list, description="Stages to re-run even when their artifacts are cached.")
+    segment: str | None = Field(
+        None, description="Cut each clip into segments of this length (e.g. '3s'); segments keep their clip's group."
+    )
+    shard_size: int = Field(64, ge=1, le=100_000, description="Audio files per extraction shard (one Prefect task each).")
+    sample_rate: int = Field(22050, ge=8000, le=96000)
+    min_duration: float = Field(
+        1.0, ge=0.0, le=3600.0,
+        description="Quarantine audio files shorter than this many seconds; longer ones below a segment are zero-padded.",
+    )
+    demo_clips_per_genre: int = Field(12, ge=3, le=1000, description="Clips per genre in the generated demo data set.")
+
+    @field_validator("segment")
+    @classmethod
+    def _segment_is_duration(cls, value: str | None) -> str | None:
+        if value is not None and segment_seconds(value) is None:
+            raise ValueError(f"segment {value!r} must be a duration such as '3s' or '2.5s'")
+        return value
+
+    @model_validator(mode="after")
+    def _evaluation_has_rows(self) -> GtzanParams:
+        # Evaluation scores the test split, else the validation split: one must get rows.
+        if self.split_file is None and self.fractions[1] == 0 and self.fractions[2] == 0:
+            raise ValueError(f"fractions {self.fractions} leave no validation and no test rows to evaluate on; "
+                             "give one of them a share (e.g. 0.8 0.1 0.1) or use split_file")
+        return self
+
+    def check_inputs(self) -> None:
+        super().check_inputs()
+        if self.data_dir is not None:
+            from mirflow.datasets import gtzan
+
+            gtzan.discover(self.data_dir)
+
+
+def segment_seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*s?\s*", value)
+    if not match or float(match.group(1)) <= 0:
+        return None
+    return float(match.group(1))

@@ -1,0 +1,44 @@
+"""Tasks of the GTZAN genre flow (report 001): list the clips (or generate the demo set)
+and extract one shard of audio per task on Dask; the rest are the classification tasks."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from mirflow.core.fingerprint import file_fingerprint
+from mirflow.core.store import ArtifactRef
+from mirflow.datasets import gtzan
+from mirflow.pipelines.gtzan.extract import write_feature_shard
+from mirflow.stages.shards import Shard
+from tasks.common import STAGE_DEFAULTS, task
+from tasks.runtime import RunContext, data_dir_or_demo, run_logger, run_stage
+
+
+@task(**STAGE_DEFAULTS)
+def discover_gtzan_clips(ctx: RunContext) -> pd.DataFrame:
+    """Clips with label, group (the song) and a content fingerprint."""
+    params = ctx.params
+    data_dir = data_dir_or_demo(
+        ctx, "gtzan", params.demo_clips_per_genre,
+        lambda folder: gtzan.synthesize(folder, n_per_genre=params.demo_clips_per_genre, seed=params.seed, sr=params.sample_rate),
+    )
+    clips = gtzan.discover(data_dir)
+    prints = [file_fingerprint(p, data_dir, params.fingerprint) for p in clips["path"]]
+    clips["rel_path"] = [rel for rel, _ in prints]
+    clips["fingerprint"] = [fp for _, fp in prints]
+    clips = clips.rename(columns={"genre": "label"})
+    run_logger().info("found %d clips in %d genres", len(clips), clips["label"].nunique())
+    return clips
+
+
+@task(**STAGE_DEFAULTS, task_run_name="extract-shard-{shard.index}")
+def extract_audio_shard(
+    ctx: RunContext, shard: Shard, settings: dict, segment_seconds: float | None, min_duration: float
+) -> ArtifactRef:
+    # Shards are keyed by their members' fingerprints, not their position.
+    inputs = sorted((c["rel_path"], c["fingerprint"], c["label"], c["group"]) for c in shard.files)
+    params = {"features": settings, "segment_seconds": segment_seconds, "min_duration": min_duration}
+    return run_stage(
+        ctx, "extract", write_feature_shard, params, inputs, (list(shard.files), settings, segment_seconds, min_duration),
+        on_dask=True, label=f"extract[{shard.index}]", size=len(shard.files),
+    )

@@ -1,0 +1,36 @@
+"""The parameter vocabulary: old names keep working for one release, with a message."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows import FLOWS, params_model
+from mirflow.cli import build_parser, params_from_args
+from mirflow.pipelines.gtzan.params import GtzanParams
+from mirflow.pipelines.msd_hotness.params import MsdHotnessParams
+
+
+def test_k_folds_is_accepted_as_folds_with_a_deprecation_message():
+    with pytest.warns(FutureWarning, match=r"`k_folds` \(--k-folds\) is renamed `folds`"):
+        assert GtzanParams(k_folds=3).folds == 3
+    assert GtzanParams(folds=4).folds == 4
+
+
+def test_msd_old_stage_names_are_accepted_in_force():
+    with pytest.warns(FutureWarning, match="stage `features` is renamed `design`"):
+        assert MsdHotnessParams(force=["features", "etl", "train"]).force == ["design", "extract", "train"]
+
+
+def test_the_cli_accepts_the_old_options():
+    args = build_parser().parse_args(["run", "msd_hotness", "--k-folds", "3", "--force", "features"])
+    with pytest.warns(FutureWarning):
+        params = params_from_args(params_model("msd_hotness"), args)
+    assert (params.folds, params.force) == (3, ["design"])
+
+
+def test_every_flow_shares_the_option_vocabulary():
+    for name in FLOWS:
+        fields = params_model(name).model_fields
+        assert {"seed", "force", "data_dir", "store"} <= set(fields)
+        assert "k_folds" not in fields and ("folds" in fields or "split" not in fields)
+    assert GtzanParams().split == MsdHotnessParams().split == "random"

@@ -1,0 +1,25 @@
+"""The one demo-data fallback every flow uses when given no data folder."""
+
+from __future__ import annotations
+
+from mirflow.datasets import msd
+from mirflow.datasets.base import DEMO_MARKER, demo_folder, ensure_demo
+
+
+def test_demo_set_is_made_once_and_remade_when_incomplete(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIRFLOW_DATA", str(tmp_path))
+    folder = demo_folder("msd", 30, seed=1)
+    assert folder == tmp_path / "msd-demo-seed1-n30"
+    made = []
+
+    def make(target):
+        made.append(target)
+        msd.synthesize(target, 30, seed=1)
+
+    assert ensure_demo(folder, make) == folder and (folder / DEMO_MARKER).is_file()
+    files = msd.list_files(folder)
+    stamp = files[0].stat().st_mtime_ns
+    assert ensure_demo(folder, make) == folder and len(made) == 1 and files[0].stat().st_mtime_ns == stamp
+    (folder / DEMO_MARKER).unlink()  # as if killed before the marker was written
+    ensure_demo(folder, make)
+    assert len(made) == 2 and files[0].stat().st_mtime_ns != stamp and len(msd.list_files(folder)) == 30

@@ -1,0 +1,116 @@
+"""Stage functions on a small feature set in a real store: predefined split files,
+k folds, train-only scaling and the leakage audit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from mirflow.core.errors import LeakageError
+from mirflow.core.store import ArtifactRef, ArtifactStore
+from mirflow.stages import classification as steps
+from mirflow.stages.featuresets import FAILURES, TABLE, FeatureSet
+from mirflow.stages.splits import SPLIT, read_split, write_split
+
+
+@pytest.fixture
+def features(tmp_path):
+    store = ArtifactStore(str(tmp_path / "store"))
+    rng = np.random.default_rng(0)
+    genres = ["blues", "jazz", "rock"]
+    clips = [f"{g}.{i:05d}" for g in genres for i in range(10)]
+    frame = pd.DataFrame({"row_id": clips, "clip_id": clips, "label": [c.split(".")[0] for c in clips], "group": clips,
+                          "f1": rng.normal(size=30), "f2": rng.normal(5, 2, size=30)})
+    # Spectrograms of 4 bands and varying length, with the per-row summaries extraction stores.
+    spectrograms = [rng.normal(band, 1 + band, size=(4, 5 + i % 4)).astype(np.float32) * (i + 1) for i, band in
+                    enumerate(np.arange(30) % 4)]
+    frames, band_sum, band_sum_sq = steps.spectrogram_summary_columns("logmel")
+    frame["logmel"] = [s.ravel() for s in spectrograms]
+    frame[frames] = [s.shape[1] for s in spectrograms]
+    frame[band_sum], frame[band_sum_sq] = zip(*(steps.band_sums(s) for s in spectrograms))
+    shards = []
+    for index, part in enumerate(frame.iloc[i::3] for i in range(3)):
+        ref = ArtifactRef("extract", f"{index:02d}" * 32)
+        with store.writing(ref) as writer:
+            writer.write_parquet(TABLE, pa.Table.from_pandas(part, preserve_index=False))
+            writer.write_json(FAILURES, [])
+        shards.append(ref)
+    return FeatureSet(store, tuple(shards))
+
+
+def _materialise(store, stage, func, *args):
+    ref = ArtifactRef(stage, stage[0] * 64)
+    with store.writing(ref) as writer:
+        func(writer, *args)
+    return ref
+
+
+def test_predefined_split_file_and_k_folds(features, tmp_path):
+    listing = pd.DataFrame({"id": [f"{g}.{i:05d}" for g in ("blues", "jazz", "rock") for i in range(9)]})
+    listing["split"] = ["train"] * 15 + ["validation"] * 6 + ["test"] * 6
+    listing.to_csv(tmp_path / "split.csv", index=False)
+    ref = _materialise(features.store, "split", write_split, features, (0.7, 0.15, 0.15), 0, str(tmp_path / "split.csv"), 3)
+    split = read_split(features.store, ref).set_index("row_id")
+    assert len(split) == 27  # clips the file leaves out are left out
+    assert split.loc["blues.00000", "split"] == "train" and split.loc["rock.00008", "split"] == "test"
+    folds = split.loc[split["split"] == "train", "fold"]
+    assert set(folds) == {0, 1, 2} and (split.loc[split["split"] != "train", "fold"] == -1).all()
+
+
+def test_scaler_fits_train_rows_only_and_audit_catches_tampering(features):
+    store = features.store
+    split_ref = _materialise(store, "split", write_split, features, (0.6, 0.2, 0.2), 1, None, None)
+    scaler_ref = _materialise(store, "scale", steps.write_scaler, features, split_ref, ("f1", "f2"), "standard", None, 8)
+    split = read_split(store, split_ref)
+    train_ids = split.loc[split["split"] == "train", "row_id"]
+    table = features.read(["row_id", "f2"]).set_index("row_id")
+    scaler = steps.read_preprocessing(store, scaler_ref).scaler
+    assert scaler.center[1] == pytest.approx(table.loc[train_ids, "f2"].mean())
+    assert steps.audit_leakage(features, split_ref, scaler_ref, ("f1", "f2"))["scaler_rows"] == len(train_ids)
+
+    leaky = _materialise(store, "scale2", steps.write_scaler, features, _materialise(
+        store, "all", lambda w: w.write_parquet(SPLIT, pa.Table.from_pandas(split.assign(split="train")))),
+        ("f1", "f2"), "standard", None, 8)
+    with pytest.raises(LeakageError, match="fitted on 30 rows"):
+        steps.audit_leakage(features, split_ref, leaky, ("f1", "f2"))
+
+
+def test_band_statistics_from_per_row_sums_equal_those_of_the_training_frames(features):
+    store = features.store
+    split_ref = _materialise(store, "split", write_split, features, (0.6, 0.2, 0.2), 1, None, None)
+    scaler_ref = _materialise(store, "scale", steps.write_scaler, features, split_ref, ("f1", "f2"), "standard",
+                              "logmel", 4)
+    split = read_split(store, split_ref)
+    train = features.read(["row_id", "logmel"]).set_index("row_id").loc[split.loc[split["split"] == "train", "row_id"]]
+    frames = np.concatenate([np.asarray(v, np.float64).reshape(4, -1) for v in train["logmel"]], axis=1)
+    prep = steps.read_preprocessing(store, scaler_ref)
+    np.testing.assert_allclose(prep.band_mean, frames.mean(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(prep.band_std, frames.std(axis=1), rtol=1e-5)
+
+
+def test_shuffled_batches_cover_the_rows_once_and_the_window_holds_model_inputs(features):
+    """Each epoch: every wanted row once, in whole batches but the last, an order that
+    depends only on (seed, epoch); to_xy sees rows as they are read, never a window."""
+    from mirflow.stages.featuresets import FeatureBatchSource
+
+    wanted = [f"{g}.{i:05d}" for g in ("blues", "jazz", "rock") for i in range(8)]  # 24 of the 30 rows
+    seen_rows = []
+
+    def to_xy(frame: pd.DataFrame):
+        seen_rows.append(len(frame))
+        return frame[["f1"]].to_numpy(), frame["row_id"].to_numpy()
+
+    source = FeatureBatchSource(features, ["f1"], wanted, to_xy, batch_size=5, shuffle=True, seed=3)
+    source.SHUFFLE_WINDOW = 2  # a window of 10 rows: several per epoch
+
+    def epoch(number: int) -> list[list[str]]:
+        source.set_epoch(number)
+        return [list(ids) for _, ids in source]
+
+    first = epoch(1)
+    assert sorted(row for batch in first for row in batch) == sorted(wanted)
+    assert [len(batch) for batch in first] == [5, 5, 5, 5, 4]
+    assert max(seen_rows) <= 5  # read (and transformed) a batch at a time
+    assert epoch(1) == first and epoch(2) != first
