@@ -10,6 +10,7 @@ import numpy as np
 import soundfile as sf
 
 from mirflow.errors import AudioDecodeError, ConfigError
+from mirflow.numba_cache import ensure_compiled
 
 
 def _describe(error: Exception) -> str:
@@ -41,6 +42,7 @@ def load_audio(path: str | Path, sr: int = 22050) -> np.ndarray:
     Raises AudioDecodeError naming the file when it is missing, undecodable, empty or
     holds non-finite samples (librosa's features reject any NaN/inf, so one is enough).
     """
+    ensure_compiled()  # before this process's first librosa call: see mirflow.numba_cache
     path = Path(path)
     if not path.is_file():
         raise AudioDecodeError(path, "no such file")
