@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	# torch first and pinned: torch==2.13.0 is a CPU build; an unpinned torch pulls a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -c requirements/constraints.txt -e '.[test]'
+	# librosa's numba functions, compiled by this one process (see mirflow/core/numba_cache.py)
+	$(PY) -m mirflow.core.numba_cache
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -19,6 +19,7 @@ from mirflow.core.errors import AudioDecodeError, ConfigError, DataError
 # worth having, and from ~1e16 the spectra overflow float32 to inf, which librosa
 # rejects with "Input must be finite", naming no file.
 MAX_ABS_SAMPLE = 1e3
+from mirflow.core.numba_cache import ensure_compiled
 
 
 def _describe(error: Exception) -> str:
@@ -80,6 +81,7 @@ def load_audio(path: str | Path, sr: int = 22050, min_seconds: float = 0.0) -> n
     librosa's features reject any NaN/inf, so one is enough), and DataError when it is
     shorter than ``min_seconds``.
     """
+    ensure_compiled()  # before this process's first librosa call: see mirflow.core.numba_cache
     path = Path(path)
     if not path.is_file():
         raise AudioDecodeError(path, "no such file")

@@ -25,6 +25,7 @@ import librosa
 import numpy as np
 
 from mirflow.core.errors import ConfigError
+from mirflow.core.numba_cache import ensure_compiled
 
 _TEMPO = "tempo"  # the one clip-level feature, last column
 
@@ -188,6 +189,7 @@ def extract_clip(y: np.ndarray, settings: FeatureSettings) -> tuple[dict[str, fl
     spectral feature, so each gets the spectrogram its ``y=`` form computes itself.
     """
     _check_waveform(y)
+    ensure_compiled()  # before this process's first librosa call: see mirflow.core.numba_cache
     s = settings
     magnitude = np.abs(librosa.stft(y, n_fft=s.n_fft, hop_length=s.hop_length))
     power = magnitude**2  # what the power=2 features (mel, chroma) compute as |D|**2
@@ -231,6 +233,7 @@ def extract_clip(y: np.ndarray, settings: FeatureSettings) -> tuple[dict[str, fl
 def extract_clip_naive(y: np.ndarray, settings: FeatureSettings) -> tuple[dict[str, float], np.ndarray]:
     """Reference: one librosa call per feature on the waveform (an STFT each)."""
     _check_waveform(y)
+    ensure_compiled()  # before this process's first librosa call: see mirflow.core.numba_cache
     s = settings
     stft_args = dict(sr=s.sr, n_fft=s.n_fft, hop_length=s.hop_length)
     framing = dict(frame_length=s.n_fft, hop_length=s.hop_length)
