@@ -128,7 +128,7 @@ def _compile_in_child(top_cache: Path) -> None:
     mirflow_root = str(Path(__file__).resolve().parents[1])
     python_path = os.pathsep.join(filter(None, [mirflow_root, os.environ.get("PYTHONPATH")]))
     child = subprocess.run(
-        [sys.executable, "-c", "from mirflow import numba_cache; numba_cache.compile_in_this_process()"],
+        [sys.executable, "-c", "from mirflow.core import numba_cache; numba_cache.compile_in_this_process()"],
         env={**os.environ, "PYTHONPATH": python_path}, capture_output=True, text=True,
     )
     if child.returncode != 0:
