@@ -16,7 +16,7 @@ from mirflow.core.errors import ConfigError, DataError
 from mirflow.core.store import ArtifactStore
 from mirflow.io.audio import load_audio, segment_waveform
 from mirflow.pipelines.gtzan.features import FeatureSettings, extract_clip
-from mirflow.core.params import GtzanParams
+from mirflow.pipelines.gtzan.params import GtzanParams
 from mirflow.runs import Run
 from mirflow.stages.classification import InputSpec, Preprocessing, model_inputs
 
