@@ -55,19 +55,34 @@ def ensure_compiled() -> None:
 
 def compile_in_this_process() -> None:
     """What the child compiles: every librosa numba function that mirflow's audio and
-    feature code reaches, for float32 (decoded audio) and float64 waveforms. Unguarded:
-    only ``ensure_compiled`` runs it, under its lock."""
+    feature code reaches (``mirflow.pipelines.gtzan.features`` calls these, and
+    ``tests/core/test_numba_cache.py`` checks a real extraction compiles nothing more),
+    for float32 (decoded audio) and float64 waveforms. Unguarded: only ``ensure_compiled``
+    runs it, under its lock. librosa is called directly, not through a pipeline: core code
+    imports no pipeline."""
     global _ready
-    _ready = True  # the feature functions below call ensure_compiled: this is the compiling process
+    _ready = True
+    import librosa
     import numpy as np
 
-    from mirflow.pipelines.gtzan.features import FeatureSettings, extract_clip, extract_clip_naive
-
-    settings = FeatureSettings()
-    noise = np.random.default_rng(0).normal(0.0, 0.1, settings.sr)
-    for dtype in (np.float32, np.float64):
-        extract_clip(noise.astype(dtype), settings)
-        extract_clip_naive(noise.astype(dtype), settings)
+    sr = 22050
+    noise = np.random.default_rng(0).normal(0.0, 0.1, sr)
+    for y in (noise.astype(np.float32), noise):
+        S = np.abs(librosa.stft(y)) ** 2
+        librosa.feature.chroma_stft(y=y, sr=sr)
+        librosa.feature.chroma_stft(S=S, sr=sr)
+        librosa.estimate_tuning(y=y, sr=sr)
+        librosa.feature.mfcc(y=y, sr=sr, n_mfcc=20)
+        librosa.power_to_db(librosa.feature.melspectrogram(S=S, sr=sr))
+        for feature in (librosa.feature.spectral_centroid, librosa.feature.spectral_bandwidth,
+                        librosa.feature.spectral_rolloff, librosa.feature.spectral_contrast):
+            feature(y=y, sr=sr)
+        librosa.feature.zero_crossing_rate(y)
+        librosa.feature.rms(y=y)
+        onset = librosa.onset.onset_strength(y=y, sr=sr)
+        librosa.feature.tempo(onset_envelope=onset, sr=sr)
+        librosa.beat.beat_track(onset_envelope=onset, sr=sr)
+        librosa.util.localmax(S)
 
 
 def _librosa_dir() -> Path:

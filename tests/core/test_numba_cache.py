@@ -103,3 +103,28 @@ def test_the_first_call_clears_librosa_entries_and_compiles_once(tmp_path, monke
     top_cache = numba_cache._cache_dir(numba_cache._librosa_dir())
     assert compiles == [top_cache] and not stale.exists()
     assert len(list(top_cache.glob("mirflow-numba-compiled-*"))) == 1
+
+
+# After the warm-up, a worker's whole first extraction (both feature paths, both dtypes).
+EXTRACT = """
+import numpy as np
+from mirflow.pipelines.gtzan.features import FeatureSettings, extract_clip, extract_clip_naive
+y = np.random.default_rng(1).normal(0.0, 0.1, 3 * 22050)
+for x in (y.astype(np.float32), y):
+    extract_clip(x, FeatureSettings())
+    extract_clip_naive(x, FeatureSettings())
+"""
+
+
+@pytest.mark.heavy  # a first compile of librosa's numba functions (see above)
+def test_the_warm_up_compiles_everything_an_extraction_reaches(tmp_path):
+    """The warm-up calls librosa directly (core imports no pipeline): a real extraction
+    afterwards must find every numba function it uses already in the cache."""
+    cache = tmp_path / "numba"
+    env = _env(cache)
+    subprocess.run([sys.executable, "-m", "mirflow.core.numba_cache"], env=env, check=True, timeout=900)
+    before = {p: p.stat().st_mtime_ns for p in cache.rglob("*.nb[ic]")}
+    assert before
+    subprocess.run([sys.executable, "-c", EXTRACT], env=env, check=True, timeout=900)
+    after = {p: p.stat().st_mtime_ns for p in cache.rglob("*.nb[ic]")}
+    assert after == before, f"compiled after the warm-up: {sorted(set(after) - set(before))}"
