@@ -14,7 +14,7 @@ import pytest
 from mirflow.cli import build_parser
 
 HEAVY = ("prefect", "torch", "sklearn", "matplotlib", "librosa", "dask", "distributed")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repo root: from tests/, `flows` would be the test folder
 
 
 def _python(code: str) -> dict:
