@@ -13,6 +13,7 @@ FLOWS = {
         "flows.acousticbrainz_genre:acousticbrainz_genre",
         "mirflow.pipelines.acousticbrainz_genre.params:AcousticBrainzParams",
     ),
+    "kkbox_relisten": ("flows.kkbox_relisten:kkbox_relisten", "mirflow.pipelines.kkbox_relisten.params:KkboxRelistenParams"),
 }
 
 
