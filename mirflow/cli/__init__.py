@@ -154,7 +154,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from mirflow.pipelines.gtzan.predict import check_writable, predict_files, resolve_run
+    from mirflow.pipelines.gtzan.predict import predict_files
+    from mirflow.runs import check_writable, resolve_run
 
     run = resolve_run(args.run_dir, args.store)
     if args.out:
