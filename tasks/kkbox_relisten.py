@@ -10,7 +10,9 @@ from mirflow.core.fingerprint import file_fingerprint
 from mirflow.core.store import ArtifactRef
 from mirflow.datasets import kkbox
 from mirflow.pipelines.kkbox_relisten import evaluate, relisten
+from mirflow.pipelines.kkbox_relisten.features import ROW_FIELDS, SIDE_KEYS
 from mirflow.pipelines.kkbox_relisten.params import TABLES
+from mirflow.stages.splits import SPLITS
 from tasks.common import STAGE_DEFAULTS, UNCACHED, task
 from tasks.runtime import RunContext, data_dir_or_demo, run_logger, run_stage
 
@@ -101,8 +103,8 @@ def collect_outputs(ctx: RunContext, data_dir: str, joined: ArtifactRef, split: 
     coverage = consolidated["coverage"]
     outputs.notes = [
         "Join coverage of train.csv rows: " + "; ".join(
-            f"{name}.csv {c['matched']}/{c['rows']} ({c['share']:.1%})" for name, c in coverage.items()) + ".",
-        f"Split `{split_summary['strategy']}`: " + ", ".join(f"{s} {n}" for s, n in split_summary["rows"].items()) + " rows. "
+            f"{name}.csv {c['matched']}/{c['rows']} ({c['share']:.1%})" for name in SIDE_KEYS for c in [coverage[name]]) + ".",
+        f"Split `{split_summary['strategy']}`: " + ", ".join(f"{s} {split_summary['rows'][s]}" for s in SPLITS) + " rows. "
         + "Cold start (user or song never in training): " + "; ".join(
             f"{s} {c['either']:.1%} (new user {c['new_user']:.1%}, new song {c['new_song']:.1%})"
             for s in ("validation", "test") for c in [split_summary[f"cold_start_{s}"]]) + ".",
@@ -113,7 +115,21 @@ def collect_outputs(ctx: RunContext, data_dir: str, joined: ArtifactRef, split: 
             for g in grid) + ".",
     ]
     # Where serve-model finds songs, song_extra_info and members unless told otherwise.
-    outputs.files["inputs.json"] = {"tables": str(Path(data_dir).resolve()), "fields": list(relisten.kf.ROW_FIELDS)}
+    outputs.files["inputs.json"] = {"tables": str(Path(data_dir).resolve()), "fields": list(ROW_FIELDS)}
     outputs.extra = {"inputs": {"coverage": coverage, "split": split_summary, "rows": consolidated["rows"]}}
     run_logger().info("join coverage: %s", {n: round(c["share"], 3) for n, c in coverage.items()})
     return outputs
+
+
+@task(**UNCACHED)
+def score_rows(params) -> dict:
+    """Batch scoring with a finished run (``mirflow score``): never cached, it writes a
+    file outside the store."""
+    from mirflow.pipelines.kkbox_relisten.scoring import Scorer, score_csv
+
+    runs.check_writable(params.out)
+    scorer = Scorer(runs.resolve_run(params.run, params.store), params.tables or Path(params.input_csv).parent, params.model)
+    summary = score_csv(scorer, params.input_csv, params.out, params.chunk_rows)
+    run_logger().info("scored %d rows with %s of run %s -> %s (unknown users %d, songs %d)", summary["rows"], summary["model"],
+                      summary["run_id"], summary["out"], summary["unknown_msno"], summary["unknown_song_id"])
+    return summary

@@ -29,11 +29,10 @@ AGE_RANGE = (10, 80)  # KKBOX's `bd` holds 0 for "not given" and values up to 10
 
 
 def join(rows: pd.DataFrame, sides: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """``rows`` (train or test layout) left-joined with each side table on its key; a
-    side table's repeated key keeps its first row; row order is kept."""
+    """``rows`` (train or test layout) left-joined with each side table on its key (one
+    row per key: ``relisten.read_sides`` drops repeats); row order is kept."""
     for name, key in SIDE_KEYS.items():
-        side = sides[name].drop_duplicates(key)
-        rows = rows.merge(side, on=key, how="left", validate="many_to_one", suffixes=("", f"_{name}"))
+        rows = rows.merge(sides[name], on=key, how="left", validate="many_to_one", suffixes=("", f"_{name}"))
     return rows
 
 
@@ -56,7 +55,8 @@ def check_coverage(coverage: dict[str, dict], minimum: float, source: str) -> No
 
 def _parts(values: pd.Series) -> pd.Series:
     """Each row's list of parts (the reader's split of ``a|b``); a missing field gives []."""
-    return values.map(lambda v: [] if v is None or (not isinstance(v, (list, np.ndarray)) and pd.isna(v)) else [str(p) for p in v if str(p)])
+    return pd.Series([[str(p) for p in v if str(p)] if isinstance(v, (list, np.ndarray)) else [] for v in values],
+                     index=values.index, dtype=object)
 
 
 def _nth(parts: pd.Series, n: int) -> pd.Series:
@@ -64,13 +64,12 @@ def _nth(parts: pd.Series, n: int) -> pd.Series:
 
 
 def _text(values: pd.Series) -> pd.Series:
-    """A categorical field as strings, missing as ``MISSING``; integral floats lose their ``.0``."""
-    def one(v) -> str:
-        if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) or v == "":
-            return MISSING
-        return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
-
-    return values.astype(object).map(one)
+    """A categorical field as strings, missing or empty as ``MISSING``; a numeric field
+    (nullable after a missed join) as its integer's digits."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        values = values.astype("Int64")
+    text = values.astype("string")
+    return text.mask(text.isna() | (text == ""), MISSING).astype(object)
 
 
 def _isrc_year(isrc: pd.Series) -> pd.Series:

@@ -8,13 +8,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mirflow.core.errors import ConfigError
-from mirflow.core.params import RunParams
+from mirflow.core.params import RunParams, SplitParams
 
 Stage = Literal["consolidate", "split", "transform", "train", "evaluate"]
 TABLES = ("train", "songs", "song_extra_info", "members")  # what training reads (test.csv has no target)
 
 
-class KkboxRelistenParams(RunParams):
+class KkboxRelistenParams(RunParams, SplitParams):
     """KKBOX re-listen prediction (report 002): embedding network and a LightGBM baseline."""
 
     force: list[Stage] = Field(default_factory=list, description="Stages to re-run even when their artifacts are cached.")
@@ -46,7 +46,8 @@ class KkboxRelistenParams(RunParams):
 
     @field_validator("fractions")
     @classmethod
-    def _fractions(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+    def _every_fraction_positive(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        # Validation rows stop the training, test rows are what the report is about.
         if any(f <= 0 for f in value) or abs(sum(value) - 1.0) > 1e-9:
             raise ValueError(f"split fractions {value} must all be > 0 and sum to 1")
         return value
@@ -60,6 +61,9 @@ class KkboxRelistenParams(RunParams):
 
     def check_inputs(self) -> None:
         super().check_inputs()
+        unsupported = [f"--{f.replace('_', '-')}" for f in ("split_file", "folds") if getattr(self, f) is not None]
+        if unsupported:
+            raise ConfigError(f"kkbox_relisten does not support {' and '.join(unsupported)} (use --split chronological or random)")
         if self.data_dir is not None:
             missing = [f"{t}.csv" for t in TABLES if not (Path(self.data_dir).expanduser() / f"{t}.csv").is_file()]
             if missing:

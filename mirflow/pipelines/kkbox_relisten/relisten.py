@@ -31,7 +31,8 @@ NUMBER_COLUMNS = [f"num_{f}" for f in kf.NUMERIC]
 
 # -- consolidate -------------------------------------------------------------------
 def read_sides(folder: str | Path) -> dict[str, pd.DataFrame]:
-    return {name: kkbox.read_file(Path(folder) / f"{name}.csv") for name in kf.SIDE_KEYS}
+    """songs, song_extra_info and members, each keeping the first row of a repeated key."""
+    return {name: kkbox.read_file(Path(folder) / f"{name}.csv").drop_duplicates(key) for name, key in kf.SIDE_KEYS.items()}
 
 
 def write_consolidated(writer: ArtifactWriter, data_dir: str, min_join_coverage: float) -> dict:
