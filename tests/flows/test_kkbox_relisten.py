@@ -62,6 +62,7 @@ def test_prefect_artifacts_are_published(first_run):
     assert keys == {"kkbox-relisten-metrics", "kkbox-relisten-report"}
 
 
+@pytest.mark.heavy  # a second flow run (the fast group shares one per module)
 def test_real_heads_run_and_report_their_low_join_coverage(prefect_server, realdata, tmp_path):
     data = realdata / "kkbox"
     result = kkbox_relisten(params=KkboxRelistenParams(data_dir=str(data), store=str(tmp_path / "store"), n_workers=1,
@@ -116,3 +117,65 @@ def test_the_score_flow_writes_a_submission(first_run, workspace, tmp_path):
     summary = kkbox_score(params=KkboxScoreParams(run=first_run["run_dir"], input_csv=str(test_csv), out=str(tmp_path / "p.csv"),
                                                   tables=str(workspace / "data"), model="network"))
     assert summary["rows"] == len(test) == len(pd.read_csv(tmp_path / "p.csv"))
+
+
+@pytest.fixture
+def model_server(first_run, workspace, tmp_path):
+    """`mirflow serve-model` in its own process (real uvicorn), small limits to test them."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    repo = Path(__file__).resolve().parents[2]
+    log = open(tmp_path / "server.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mirflow.cli", "serve-model", first_run["run_dir"], "--port", str(port), "--model", "network",
+         "--tables", str(workspace / "data"), "--max-rows", "3", "--max-body-bytes", "2000"],
+        cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+@pytest.mark.heavy
+def test_serve_model_answers_predictions_and_refuses_bad_or_large_requests(model_server, first_run, workspace, tmp_path):
+    import httpx
+
+    test_csv, test = runs_own_test_rows(first_run, workspace, tmp_path, "network")
+    rows = pd.read_csv(test_csv, dtype=str, keep_default_na=False).drop(columns="id").head(3).to_dict("records")
+    answer = httpx.post(f"{model_server}/predict", json={"rows": rows}, timeout=30)
+    assert answer.status_code == 200
+    np.testing.assert_allclose(answer.json()["predictions"], test["score"].head(3), atol=1e-6)  # the run's own, in row order
+
+    model = httpx.get(f"{model_server}/model").json()
+    assert model["run_id"] == first_run["run_id"] and model["fields"][:2] == ["msno", "song_id"] and "test" in model["metrics"]
+
+    bad = [rows[0], {**rows[1], "song_id": 7}]
+    refused = httpx.post(f"{model_server}/predict", json={"rows": bad})
+    assert refused.status_code == 422 and "rows[1].song_id" in refused.json()["detail"]
+    missing = httpx.post(f"{model_server}/predict", json={"rows": [{"msno": "x"}]})
+    assert missing.status_code == 422 and "rows[0].song_id: missing" in missing.json()["detail"]
+    assert httpx.post(f"{model_server}/predict", content=b"{not json").status_code == 422
+    assert httpx.post(f"{model_server}/predict", json={"rows": rows + rows[:1]}).status_code == 413  # 4 rows > --max-rows 3
+    big = httpx.post(f"{model_server}/predict", json={"rows": rows, "padding": "x" * 3000})
+    assert big.status_code == 413 and "2000" in big.json()["detail"]

@@ -46,7 +46,7 @@ class Model:
             return self.booster.predict(relisten.lgbm_inputs(encoded, self.cardinalities))
         from mirflow.stages import training
 
-        x = (encoded[relisten.CODE_COLUMNS].to_numpy(np.int64), encoded[relisten.NUMBER_COLUMNS].to_numpy(np.float32))
+        x = (encoded[relisten.CODE_COLUMNS].to_numpy(np.int64, copy=True), encoded[relisten.NUMBER_COLUMNS].to_numpy(np.float32, copy=True))
         return training.predict(self.network, training.ArrayBatchSource(x, batch_size=8192), "binary")
 
 

@@ -132,7 +132,7 @@ def audit_leakage(store: ArtifactStore, joined: ArtifactRef, split_ref: Artifact
 
 # -- train -----------------------------------------------------------------------------
 def to_xy(frame: pd.DataFrame) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
-    return (frame[CODE_COLUMNS].to_numpy(np.int64), frame[NUMBER_COLUMNS].to_numpy(np.float32)), frame["target"].to_numpy(np.float32, copy=True)
+    return (frame[CODE_COLUMNS].to_numpy(np.int64, copy=True), frame[NUMBER_COLUMNS].to_numpy(np.float32, copy=True)), frame["target"].to_numpy(np.float32, copy=True)
 
 
 def batches(store: ArtifactStore, encoded: ArtifactRef, row_ids, batch_size: int, shuffle: bool = False, seed: int = 0) -> FeatureBatchSource:

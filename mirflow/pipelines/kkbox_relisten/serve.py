@@ -16,6 +16,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from fastapi import Request  # at module level: FastAPI resolves the handlers' string annotations here
+
 from mirflow.pipelines.kkbox_relisten.features import ROW_FIELDS
 from mirflow.pipelines.kkbox_relisten.scoring import Scorer
 from mirflow.runs import Run
@@ -65,7 +67,7 @@ def parse_rows(body: bytes, limits: Limits) -> list[dict]:
 
 def create_app(scorer: Scorer, limits: Limits = Limits()):
     import pandas as pd
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.responses import JSONResponse
     from starlette.concurrency import run_in_threadpool
 
