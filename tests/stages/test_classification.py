@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+import torch
 
 from mirflow.core.errors import LeakageError
 from mirflow.core.store import ArtifactRef, ArtifactStore
@@ -114,3 +115,26 @@ def test_shuffled_batches_cover_the_rows_once_and_the_window_holds_model_inputs(
     assert [len(batch) for batch in first] == [5, 5, 5, 5, 4]
     assert max(seen_rows) <= 5  # read (and transformed) a batch at a time
     assert epoch(1) == first and epoch(2) != first
+
+
+def test_trained_model_file_rebuilds_the_trained_network_after_a_default_changes(features, monkeypatch):
+    """The train stage's file records every constructor argument, so editing a model
+    default later (here the MLP's activation, which keeps the weights' shapes) cannot
+    wrap the stored weights in a different network."""
+    from mirflow.models.mlp import MLP
+    from mirflow.stages import training
+
+    store = features.store
+    split_ref = _materialise(store, "split", write_split, features, (0.6, 0.2, 0.2), 1, None, None)
+    scaler_ref = _materialise(store, "scale", steps.write_scaler, features, split_ref, ("f1", "f2"), "standard", None, 4)
+    config = {"seed": 0, "batch_size": 8, "lr": 1e-2, "weight_decay": 0.0, "max_epochs": 2, "patience": 1, "hidden": [6]}
+    spec = steps.InputSpec("mlp", ("f1", "f2"), "logmel", 4, 8)
+    model_ref = _materialise(store, "train", steps.write_trained_model, features, split_ref, scaler_ref, spec, [6], config)
+    data = store.read_bytes(model_ref, training.MODEL)
+    trained, _ = training.load_model_bytes(data)
+    hidden, dropout, _ = MLP.__init__.__defaults__
+    monkeypatch.setattr(MLP.__init__, "__defaults__", (hidden, dropout, "tanh"))
+    rebuilt, _ = training.load_model_bytes(data)
+    assert rebuilt.spec == trained.spec and rebuilt.spec["activation"] == "relu"
+    x = torch.linspace(-3, 3, 10).reshape(5, 2)
+    torch.testing.assert_close(rebuilt(x), trained(x))
