@@ -80,6 +80,8 @@ def collect_classification_outputs(
         if any("segment_n" in scores.get(split, {}) for split in ("train", "validation", "test")):
             segments = store.read_bytes(evaluated, classification.SEGMENT_PREDICTIONS)
             outputs.files[f"predictions/{model}_segments.parquet"] = segments
+            outputs.notes = ["Metrics are per clip (the mean of its segments' probabilities); "
+                             "segment_* score each segment alone."]
         outputs.figures[f"Confusion matrix ({model})"] = f"{model}_confusion.png"
     outputs.files["preprocessing.json"] = store.read_bytes(scaler, classification.SCALER)
     outputs.files["inputs.json"] = {"specs": {m: dataclasses.asdict(s) for m, s in specs.items()}, **inputs}

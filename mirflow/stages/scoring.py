@@ -25,7 +25,7 @@ from mirflow.io.audio import segment_waveform
 from mirflow.stages import scaling
 
 CLIP_SECONDS = 30.0  # GTZAN's clip length
-WINDOW_BATCH = 256  # CNN windows per forward pass when scoring
+WINDOW_BATCH = 64  # CNN windows per forward pass when scoring (64 × 128 × 128 inputs: ~70 MB of first-layer activations)
 
 
 def clip_rows(y: np.ndarray, sr: int, segment_seconds: float | None) -> list[np.ndarray]:
@@ -99,19 +99,21 @@ def window_start(row_id: str, n_frames: int, window: int, seed: int, epoch: int)
     return int(rng.integers(0, n_frames - window + 1))
 
 
-def _window(mel: np.ndarray, start: int, frames: int) -> np.ndarray:
-    """``frames`` columns from ``start``, zero-padded both sides when ``mel`` is shorter
-    (zero = the band mean: padding comes after normalising)."""
-    have = mel.shape[1]
-    if have >= frames:
-        return mel[:, start : start + frames]
+def _window(mel: np.ndarray, start: int, frames: int, prep: Preprocessing) -> np.ndarray:
+    """``frames`` columns from ``start``, band-normalised, zero-padded both sides when
+    ``mel`` is shorter (zero = the band mean: padding comes after normalising)."""
+    window = (mel[:, start : start + frames] - prep.band_mean[:, None]) / prep.band_std[:, None]
+    have = window.shape[1]
+    if have == frames:
+        return window
     left = (frames - have) // 2
-    return np.pad(mel, ((0, 0), (left, frames - have - left)))
+    return np.pad(window, ((0, 0), (left, frames - have - left)))
 
 
-def _spectrograms(frame: pd.DataFrame, spec: InputSpec, prep: Preprocessing) -> list[np.ndarray]:
-    mean, std = prep.band_mean[:, None], prep.band_std[:, None]
-    return [(np.asarray(values, np.float32).reshape(spec.n_mels, -1) - mean) / std for values in frame[spec.tensor_column]]
+def _spectrograms(frame: pd.DataFrame, spec: InputSpec) -> list[np.ndarray]:
+    """The rows' stored spectrograms as (n_mels, frames) views, not normalised: only
+    the windows taken from them are."""
+    return [np.asarray(values, np.float32).reshape(spec.n_mels, -1) for values in frame[spec.tensor_column]]
 
 
 def model_inputs(frame: pd.DataFrame, spec: InputSpec, prep: Preprocessing, starts: Sequence[int] | None = None) -> np.ndarray:
@@ -119,28 +121,29 @@ def model_inputs(frame: pd.DataFrame, spec: InputSpec, prep: Preprocessing, star
     starting at ``starts`` (training) or centred (None: the validation loss)."""
     if spec.model != "cnn":
         return np.asarray(scaling.apply_scaler(prep.scaler, frame[list(spec.feature_columns)].to_numpy(np.float64)), np.float32)
-    mels = _spectrograms(frame, spec, prep)
+    mels = _spectrograms(frame, spec)
     if starts is None:
         starts = [max(mel.shape[1] - spec.cnn_frames, 0) // 2 for mel in mels]
-    return np.stack([_window(mel, start, spec.cnn_frames) for mel, start in zip(mels, starts)])[:, None, :, :]
+    return np.stack([_window(mel, start, spec.cnn_frames, prep) for mel, start in zip(mels, starts)])[:, None, :, :]
 
 
 def row_probabilities(model, frame: pd.DataFrame, spec: InputSpec, prep: Preprocessing) -> np.ndarray:
     """Class probabilities of every row (rows × classes): the model on the row's input,
-    or, for the CNN, the mean over all its windows (scored in batches)."""
+    or, for the CNN, the mean over all its windows (made and scored ``WINDOW_BATCH`` at
+    a time, so memory does not grow with clip length)."""
     from mirflow.stages import training
 
     if spec.model != "cnn":
         x = model_inputs(frame, spec, prep)
         return training.predict(model, training.ArrayBatchSource(x, batch_size=WINDOW_BATCH), "multiclass")
-    windows, owners = [], []
-    for row, mel in enumerate(_spectrograms(frame, spec, prep)):
-        for start in window_starts(mel.shape[1], spec.cnn_frames):
-            windows.append(_window(mel, start, spec.cnn_frames))
-            owners.append(row)
-    x = np.stack(windows)[:, None, :, :]
-    probabilities = training.predict(model, training.ArrayBatchSource(x, batch_size=WINDOW_BATCH), "multiclass")
-    return mean_by(np.asarray(owners), probabilities, len(frame))
+    mels = _spectrograms(frame, spec)
+    windows = [(row, start) for row, mel in enumerate(mels) for start in window_starts(mel.shape[1], spec.cnn_frames)]
+    probabilities = []
+    for first in range(0, len(windows), WINDOW_BATCH):
+        chunk = windows[first : first + WINDOW_BATCH]
+        x = np.stack([_window(mels[row], start, spec.cnn_frames, prep) for row, start in chunk])[:, None, :, :]
+        probabilities.append(training.predict(model, training.ArrayBatchSource(x, batch_size=len(x)), "multiclass"))
+    return mean_by(np.array([row for row, _ in windows]), np.concatenate(probabilities), len(frame))
 
 
 def mean_by(owners: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
