@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import time
 from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -18,8 +19,8 @@ import pyarrow as pa
 from mirflow.core import progress
 from mirflow.core.store import ArtifactRef, ArtifactStore, ArtifactWriter
 from mirflow.stages import leakage, scaling
-from mirflow.stages.scoring import InputSpec, Preprocessing, clip_probabilities, model_inputs, row_probabilities, window_start
 from mirflow.stages.featuresets import FeatureBatchSource, FeatureSet
+from mirflow.stages.scoring import InputSpec, Preprocessing, clip_probabilities, model_inputs, row_probabilities, window_start
 from mirflow.stages.splits import SPLITS, read_split
 
 # Training, models and metrics (torch, scikit-learn, matplotlib: seconds to import) are
@@ -232,7 +233,7 @@ def write_evaluation(
     classes = trained["classes"]
     p_columns = [f"p_{c}" for c in classes]
     report: dict = {key: trained[key] for key in ("model", "classes", "parameters", "train_seconds", "peak_memory_bytes")}
-    clip_rows, segment_rows = [], []
+    scored, clips = {}, {}
     for name in SPLITS:
         ids = set(split.loc[split["split"] == name, "row_id"])
         if not ids:
@@ -243,23 +244,20 @@ def write_evaluation(
             probabilities = row_probabilities(model, frame, spec, prep)
             seconds += time.perf_counter() - started
             frames.append(frame[["row_id", "clip_id", "label"]].join(pd.DataFrame(probabilities, columns=p_columns)))
-        rows = _predicted(pd.concat(frames, ignore_index=True), classes).assign(split=name)
-        clip_ids, clip_probs = clip_probabilities(rows["clip_id"], rows[p_columns].to_numpy())
-        label = rows.groupby("clip_id", sort=False)["label"].first()
-        clips = _predicted(pd.DataFrame(clip_probs, columns=p_columns).assign(clip_id=clip_ids, label=label.loc[clip_ids].to_numpy()), classes)
-        clips = clips.assign(rows=rows.groupby("clip_id", sort=False).size().loc[clip_ids].to_numpy(), split=name)
-        report[name] = metrics.classification_report(clips["label"], clips["predicted"], labels=classes)
-        if len(rows) > len(clips):
+        scored[name] = _predicted(pd.concat(frames, ignore_index=True), classes).assign(split=name)
+        clips[name] = _clip_predictions(scored[name], classes).assign(split=name)
+        report[name] = metrics.classification_report(clips[name]["label"], clips[name]["predicted"], labels=classes)
+        report[name]["inference_ms_per_row"] = 1000 * seconds / len(scored[name])
+    segmented = sum(map(len, scored.values())) > sum(map(len, clips.values()))
+    if segmented:
+        for name, rows in scored.items():
             per_row = metrics.classification_report(rows["label"], rows["predicted"], labels=classes)
-            report[name].update({f"segment_{k}": per_row[k] for k in ("n", "accuracy", "macro_f1")})
-            segment_rows.append(rows)
-        report[name]["inference_ms_per_row"] = 1000 * seconds / len(rows)
-        clip_rows.append(clips)
+            report[name].update({f"segment_{key}": per_row[key] for key in ("n", "accuracy", "macro_f1")})
     evaluated = "test" if "test" in report else "validation"
     writer.write_bytes("confusion.png", metrics.confusion_matrix_png(report[evaluated]["confusion_matrix"], classes))
-    writer.write_parquet("predictions.parquet", _table(clip_rows, ["clip_id", "label", "predicted", *p_columns, "rows", "split"]))
-    if segment_rows:
-        writer.write_parquet(SEGMENT_PREDICTIONS, _table(segment_rows, ["row_id", "clip_id", "label", "predicted", *p_columns, "split"]))
+    writer.write_parquet("predictions.parquet", _table(clips, ["clip_id", "label", "predicted", *p_columns, "rows", "split"]))
+    if segmented:
+        writer.write_parquet(SEGMENT_PREDICTIONS, _table(scored, ["row_id", "clip_id", "label", "predicted", *p_columns, "split"]))
     writer.write_json("metrics.json", report)
     return {"model": spec.model, "evaluated_split": evaluated, **{k: report[k]["accuracy"] for k in SPLITS if k in report}}
 
@@ -269,5 +267,17 @@ def _predicted(scored: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
     return scored.assign(predicted=[classes[i] for i in scored[[f"p_{c}" for c in classes]].to_numpy().argmax(1)])
 
 
-def _table(parts: list[pd.DataFrame], columns: list[str]) -> pa.Table:
-    return pa.Table.from_pandas(pd.concat(parts, ignore_index=True)[columns], preserve_index=False)
+def _clip_predictions(rows: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
+    """One row per clip: the mean of its rows' probabilities (``scoring.clip_probabilities``),
+    its label and its number of rows."""
+    p_columns = [f"p_{c}" for c in classes]
+    clip_ids, probabilities = clip_probabilities(rows["clip_id"], rows[p_columns].to_numpy())
+    by_clip = rows.groupby("clip_id", sort=False)
+    clips = pd.DataFrame(probabilities, columns=p_columns).assign(
+        clip_id=clip_ids, label=by_clip["label"].first().loc[clip_ids].to_numpy(), rows=by_clip.size().loc[clip_ids].to_numpy()
+    )
+    return _predicted(clips, classes)
+
+
+def _table(parts: dict[str, pd.DataFrame], columns: list[str]) -> pa.Table:
+    return pa.Table.from_pandas(pd.concat(parts.values(), ignore_index=True)[columns], preserve_index=False)
