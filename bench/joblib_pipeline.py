@@ -69,7 +69,7 @@ def run(data_dir: Path, out_dir: Path, *, n_jobs: int = 2, shard_size: int = 64,
         training.ArrayBatchSource(X[part["validation"]], y[part["validation"]], config.batch_size),
         config,
     )
-    training.save_model(model, model.spec, out_dir / "mlp.pt")
+    training.save_model(model, out_dir / "mlp.pt")
     lap("train")
 
     probabilities = training.predict(model, training.ArrayBatchSource(X[part["test"]], batch_size=256), "multiclass")

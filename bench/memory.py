@@ -63,7 +63,7 @@ def _extract(data_dir: Path, store_path: Path) -> dict:
     from mirflow.pipelines.gtzan.extract import audio_input_specs
     from mirflow.stages.shards import plan_shards
 
-    settings, _ = audio_input_specs(SAMPLE_RATE, CNN_FRAMES)
+    settings, _ = audio_input_specs(SAMPLE_RATE, CNN_FRAMES, None)
     shards = plan_shards(pd.DataFrame(clip_records(data_dir)), SHARD_SIZE)
     store = ArtifactStore(str(store_path))
     refs = [ArtifactRef("extract", uuid.uuid4().hex) for _ in shards]
@@ -92,7 +92,7 @@ def _split_and_scale(store_path: Path, shard_keys: list[str]) -> dict:
 
     store = ArtifactStore(str(store_path))
     features = FeatureSet(store, tuple(ArtifactRef("extract", key) for key in shard_keys))
-    _, specs = audio_input_specs(SAMPLE_RATE, CNN_FRAMES)
+    _, specs = audio_input_specs(SAMPLE_RATE, CNN_FRAMES, None)
     spec = specs["cnn"]
     split, scale = ArtifactRef("split", uuid.uuid4().hex), ArtifactRef("scale", uuid.uuid4().hex)
     with store.writing(split) as writer:
@@ -113,7 +113,7 @@ def _train_cnn(job: dict) -> dict:
 
     store = ArtifactStore(job["store"])
     features = FeatureSet(store, tuple(ArtifactRef("extract", key) for key in job["shards"]))
-    _, specs = audio_input_specs(SAMPLE_RATE, CNN_FRAMES)
+    _, specs = audio_input_specs(SAMPLE_RATE, CNN_FRAMES, None)
     params = GtzanParams(cnn_frames=CNN_FRAMES, max_epochs=1)
     config = {name: getattr(params, name) for name in TrainParams.model_fields if name != "models"}
     config["seed"] = params.seed

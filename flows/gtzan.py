@@ -25,7 +25,7 @@ def gtzan(params: GtzanParams = GtzanParams(), explain: bool = False) -> dict:
     ctx = start_run("gtzan", params, explain)
     try:
         clips = discover_gtzan_clips(ctx)
-        settings, specs = audio_input_specs(params.sample_rate, params.cnn_frames)
+        settings, specs = audio_input_specs(params.sample_rate, params.cnn_frames, segment_seconds(params.segment))
         shards = plan_input_shards(ctx, clips)
         extracted = [
             extract_audio_shard.submit(ctx, s, settings, segment_seconds(params.segment), params.min_duration) for s in shards

@@ -73,10 +73,15 @@ def collect_classification_outputs(
     outputs = runs.RunOutputs({}, failures=features.failures(), extra={"inputs": inputs})
     for evaluation in evaluations:
         model, evaluated = evaluation["model"], evaluation["evaluation"]
-        outputs.metrics_by_model[model] = store.read_json(evaluated, "metrics.json")
+        outputs.metrics_by_model[model] = scores = store.read_json(evaluated, "metrics.json")
         outputs.files[f"{model}_confusion.png"] = store.read_bytes(evaluated, "confusion.png")
         outputs.files[f"models/{model}.pt"] = store.read_bytes(evaluation["trained"], MODEL)
         outputs.files[f"predictions/{model}.parquet"] = store.read_bytes(evaluated, "predictions.parquet")
+        if any("segment_n" in scores.get(split, {}) for split in ("train", "validation", "test")):
+            segments = store.read_bytes(evaluated, classification.SEGMENT_PREDICTIONS)
+            outputs.files[f"predictions/{model}_segments.parquet"] = segments
+            outputs.notes = ["Metrics are per clip (the mean of its segments' probabilities); "
+                             "segment_* score each segment alone."]
         outputs.figures[f"Confusion matrix ({model})"] = f"{model}_confusion.png"
     outputs.files["preprocessing.json"] = store.read_bytes(scaler, classification.SCALER)
     outputs.files["inputs.json"] = {"specs": {m: dataclasses.asdict(s) for m, s in specs.items()}, **inputs}

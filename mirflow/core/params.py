@@ -95,7 +95,7 @@ class TrainParams(BaseModel):
     max_epochs: int = Field(30, ge=1, le=10_000)
     patience: int = Field(6, ge=1, description="Early stopping: epochs without validation-loss improvement.")
     scaler: Literal["standard", "minmax"] = Field("standard", description="Feature scaling, fitted on train only.")
-    cnn_frames: int = Field(128, ge=16, description="Log-mel frames (~3 s) the CNN sees per example (centre crop/pad).")
+    cnn_frames: int = Field(128, ge=16, description="Log-mel frames (~3 s) per CNN window: a random one per row in training, all of them averaged in evaluation and predict.")
 
 
 def subset(params: BaseModel, group: type[BaseModel]) -> dict:

@@ -182,12 +182,16 @@ class Run:
         return self.store.read_run_file(self.run_id, "report.md").decode()
 
     def model(self, name: str | None = None) -> tuple[torch.nn.Module, dict]:
+        """(model, inputs): the network rebuilt from its file alone, and what the file
+        records of its inputs (see ``training.save_model``)."""
         from mirflow.stages import training  # torch, only for what reads models
 
         name = name or self.manifest["best_model"]
-        return training.load_model_bytes(self.store.read_run_file(self.run_id, f"models/{name}.pt"))
+        path = f"models/{name}.pt"
+        return training.load_model_bytes(self.store.read_run_file(self.run_id, path), f"{self.store.run_location(self.run_id)}/{path}")
 
     def predictions(self, name: str | None = None) -> pd.DataFrame:
+        """One row per clip (mean over its rows), with the clip's split."""
         name = name or self.manifest["best_model"]
         return pd.read_parquet(io.BytesIO(self.store.read_run_file(self.run_id, f"predictions/{name}.parquet")))
 

@@ -7,9 +7,10 @@ small JSON summary. They know nothing of Prefect; ``tasks/`` decides when they r
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from mirflow.core import progress
 from mirflow.core.store import ArtifactRef, ArtifactStore, ArtifactWriter
 from mirflow.stages import leakage, scaling
 from mirflow.stages.featuresets import FeatureBatchSource, FeatureSet
+from mirflow.stages.scoring import InputSpec, Preprocessing, clip_probabilities, model_inputs, row_probabilities, window_start
 from mirflow.stages.splits import SPLITS, read_split
 
 # Training, models and metrics (torch, scikit-learn, matplotlib: seconds to import) are
@@ -28,30 +30,6 @@ SCALER = "scaler.json"
 
 
 # -- scale -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Preprocessing:
-    """Everything fitted on the training rows that turns a stored row into model input."""
-
-    scaler: scaling.FittedScaler
-    band_mean: np.ndarray  # per mel band, over training rows' frames
-    band_std: np.ndarray
-
-    def to_dict(self) -> dict:
-        return {
-            "scaler": self.scaler.to_dict(),
-            "band_mean": self.band_mean.tolist(),
-            "band_std": self.band_std.tolist(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Preprocessing:
-        return cls(
-            scaling.FittedScaler.from_dict(data["scaler"]),
-            np.asarray(data["band_mean"], dtype=np.float32),
-            np.asarray(data["band_std"], dtype=np.float32),
-        )
-
-
 def write_scaler(
     writer: ArtifactWriter,
     features: FeatureSet,
@@ -106,6 +84,12 @@ def read_preprocessing(store: ArtifactStore, ref: ArtifactRef) -> Preprocessing:
     return Preprocessing.from_dict(store.read_json(ref, SCALER))
 
 
+def preprocessing_reference(store: ArtifactStore, ref: ArtifactRef) -> dict:
+    """Which fitted preprocessing a model was trained with: the scale artifact and the
+    sha256 of its file (a run folder's preprocessing.json is a copy of that file)."""
+    return {"artifact": f"{ref.stage}/{ref.key}", "sha256": hashlib.sha256(store.read_bytes(ref, SCALER)).hexdigest()}
+
+
 def audit_leakage(
     features: FeatureSet, split_ref: ArtifactRef, scaler_ref: ArtifactRef, feature_columns: Sequence[str]
 ) -> dict:
@@ -122,68 +106,48 @@ def audit_leakage(
 
 
 # -- model inputs --------------------------------------------------------------------
-@dataclass(frozen=True)
-class InputSpec:
-    """How a stored row becomes a model input for one model kind."""
-
-    model: str  # "mlp" | "cnn"
-    feature_columns: tuple[str, ...]
-    tensor_column: str
-    n_mels: int
-    cnn_frames: int
-
-    @property
-    def columns(self) -> list[str]:
-        return ["label", self.tensor_column] if self.model == "cnn" else ["label", *self.feature_columns]
-
-
-def model_inputs(frame: pd.DataFrame, spec: InputSpec, prep: Preprocessing) -> np.ndarray:
-    if spec.model == "cnn":
-        mean, std = prep.band_mean[:, None], prep.band_std[:, None]
-        crops = []
-        for values in frame[spec.tensor_column]:
-            mel = np.asarray(values, np.float32).reshape(spec.n_mels, -1)
-            # Crop before normalising (a clip's spectrogram is many times the model's
-            # input); pad after, so that padding is zeros = the band mean.
-            middle = center_frames(mel, spec.cnn_frames) if mel.shape[1] > spec.cnn_frames else mel
-            crops.append(center_frames((middle - mean) / std, spec.cnn_frames))
-        return np.stack(crops)[:, None, :, :]
-    return np.asarray(scaling.apply_scaler(prep.scaler, frame[list(spec.feature_columns)].to_numpy(np.float64)), np.float32)
-
-
-def center_frames(spec: np.ndarray, frames: int) -> np.ndarray:
-    """Crop the middle ``frames`` columns, or zero-pad both sides (zero = band mean)."""
-    have = spec.shape[1]
-    if have >= frames:
-        start = (have - frames) // 2
-        return spec[:, start : start + frames]
-    left = (frames - have) // 2
-    return np.pad(spec, ((0, 0), (left, frames - have - left)))
-
-
 # Tabular rows up to this size are read once per training, not once per epoch.
 IN_MEMORY_BYTES = 256 * 2**20
 
 
 def _source(features, spec, prep, classes, row_ids, batch_size, shuffle, seed):
+    """Training (``shuffle``) or validation batches: scaled features, or one CNN window
+    per row, random in training (anew each epoch), centred for the validation loss."""
     from mirflow.stages import training
 
     index = {name: i for i, name in enumerate(classes)}
 
-    def to_xy(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        labels = np.array(frame["label"].map(index), dtype=np.int64)  # writable: torch warns on read-only arrays
-        return model_inputs(frame, spec, prep), labels
+    def labels(frame: pd.DataFrame) -> np.ndarray:
+        return np.array(frame["label"].map(index), dtype=np.int64)  # writable: torch warns on read-only arrays
 
     if spec.model == "mlp" and len(row_ids) * len(spec.feature_columns) * 4 <= IN_MEMORY_BYTES:
-        frames = list(features.iter_batches(spec.columns, set(row_ids), batch_size=4096))
-        x, y = to_xy(pd.concat(frames, ignore_index=True))
-        return training.ArrayBatchSource(x, y, batch_size, shuffle, seed)
-    return FeatureBatchSource(features, spec.columns, row_ids, to_xy, batch_size, shuffle, seed)
+        frame = pd.concat(features.iter_batches(spec.columns, set(row_ids), batch_size=4096), ignore_index=True)
+        return training.ArrayBatchSource(model_inputs(frame, spec, prep), labels(frame), batch_size, shuffle, seed)
+    if spec.model == "cnn" and shuffle:
+        return _RandomWindows(features, spec, prep, labels, row_ids, batch_size, seed)
+    return FeatureBatchSource(features, spec.columns, row_ids, lambda f: (model_inputs(f, spec, prep), labels(f)),
+                              batch_size, shuffle, seed)
 
 
-def model_spec(spec: InputSpec, n_classes: int, hidden: Sequence[int]) -> dict:
+class _RandomWindows(FeatureBatchSource):
+    """The CNN's training batches: one random window of each row's spectrogram, drawn
+    from (seed, epoch, row) by ``scoring.window_start``."""
+
+    def __init__(self, features, spec: InputSpec, prep: Preprocessing, labels, row_ids, batch_size: int, seed: int):
+        super().__init__(features, spec.columns, row_ids, self._inputs, batch_size, shuffle=True, seed=seed)
+        self.spec, self.prep, self.labels = spec, prep, labels
+
+    def _inputs(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        frames = [len(values) // self.spec.n_mels for values in frame[self.spec.tensor_column]]
+        starts = [window_start(row, n, self.spec.cnn_frames, self.seed, self._epoch) for row, n in zip(frame["row_id"], frames)]
+        return model_inputs(frame, self.spec, self.prep, starts), self.labels(frame)
+
+
+def architecture(spec: InputSpec, n_classes: int, hidden: Sequence[int]) -> dict:
+    """The arguments the pipeline sets; the rest are the model's defaults, which the
+    model file records in full (``model.spec``)."""
     if spec.model == "cnn":
-        return {"name": "cnn", "n_mels": spec.n_mels, "n_classes": n_classes}
+        return {"name": "cnn", "n_mels": spec.n_mels, "n_frames": spec.cnn_frames, "n_classes": n_classes}
     return {"name": "mlp", "n_in": len(spec.feature_columns), "hidden": list(hidden), "n_out": n_classes}
 
 
@@ -210,8 +174,7 @@ def write_trained_model(
     train_source = _source(features, spec, prep, classes, ids["train"], config["batch_size"], True, seed)
     val_ids = ids["validation"] or ids["train"]  # a split without validation rows still trains
     val_source = _source(features, spec, prep, classes, val_ids, config["batch_size"], False, seed)
-    arch = model_spec(spec, len(classes), hidden)
-    model = build_model(arch, seed=seed)
+    model = build_model(architecture(spec, len(classes), hidden), seed=seed)
     train_config = training.TrainConfig(
         lr=config["lr"],
         weight_decay=config["weight_decay"],
@@ -226,12 +189,13 @@ def write_trained_model(
         model, train_source, val_source, train_config,
         on_epoch=lambda record: progress.report(label, record["epoch"], train_config.max_epochs),
     )
-    writer.write_bytes(training.MODEL, training.model_bytes(model, arch))
+    inputs = {"input": dataclasses.asdict(spec), "preprocessing": preprocessing_reference(store, scaler_ref), "classes": classes}
+    writer.write_bytes(training.MODEL, training.model_bytes(model, inputs))
     writer.write_json("history.json", result.history)
     return {
         "model": spec.model,
         "classes": classes,
-        "architecture": arch,
+        "architecture": model.spec,
         "parameters": count_parameters(model),
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
@@ -241,6 +205,9 @@ def write_trained_model(
 
 
 # -- evaluate ----------------------------------------------------------------------
+SEGMENT_PREDICTIONS = "segment_predictions.parquet"
+
+
 def write_evaluation(
     writer: ArtifactWriter,
     features: FeatureSet,
@@ -250,35 +217,67 @@ def write_evaluation(
     spec: InputSpec,
     batch_size: int,
 ) -> dict:
-    """Per-split metrics, predictions, confusion matrix and inference time of one model."""
+    """Per-split metrics, predictions, confusion matrix and inference time of one model.
+
+    Rows are scored and clips aggregated as ``mirflow.stages.scoring`` defines (what
+    `mirflow predict` does too). Metrics are per clip; where clips were cut into several
+    rows (segments), the per-row accuracy and macro F1 stand beside them as
+    ``segment_*`` and the per-row predictions go to ``segment_predictions.parquet``."""
     from mirflow.stages import metrics, training
 
     store = features.store
     split = read_split(store, split_ref)
     prep = read_preprocessing(store, scaler_ref)
-    model, _ = training.load_model_bytes(store.read_bytes(model_ref, training.MODEL))
+    model, _ = training.load_model_bytes(store.read_bytes(model_ref, training.MODEL), f"{model_ref.stage}/{model_ref.key}")
     trained = store.read_json(model_ref, "summary.json")
     classes = trained["classes"]
+    p_columns = [f"p_{c}" for c in classes]
     report: dict = {key: trained[key] for key in ("model", "classes", "parameters", "train_seconds", "peak_memory_bytes")}
-    predictions = []
+    scored, clips = {}, {}
     for name in SPLITS:
         ids = set(split.loc[split["split"] == name, "row_id"])
         if not ids:
             continue
         frames, seconds = [], 0.0
-        for frame in features.iter_batches(spec.columns, ids, batch_size):
-            x = model_inputs(frame, spec, prep)
+        for frame in features.iter_batches(["clip_id", *spec.columns], ids, batch_size):
             started = time.perf_counter()
-            probabilities = training.predict(model, training.ArrayBatchSource(x, batch_size=len(x)), "multiclass")
+            probabilities = row_probabilities(model, frame, spec, prep)
             seconds += time.perf_counter() - started
-            frames.append(frame[["row_id", "label"]].assign(predicted=[classes[i] for i in probabilities.argmax(1)])
-                          .join(pd.DataFrame(probabilities, columns=[f"p_{c}" for c in classes])))
-        scored = pd.concat(frames, ignore_index=True).assign(split=name)
-        report[name] = metrics.classification_report(scored["label"], scored["predicted"], labels=classes)
-        report[name]["inference_ms_per_row"] = 1000 * seconds / len(scored)
-        predictions.append(scored)
+            frames.append(frame[["row_id", "clip_id", "label"]].join(pd.DataFrame(probabilities, columns=p_columns)))
+        scored[name] = _predicted(pd.concat(frames, ignore_index=True), classes).assign(split=name)
+        clips[name] = _clip_predictions(scored[name], classes).assign(split=name)
+        report[name] = metrics.classification_report(clips[name]["label"], clips[name]["predicted"], labels=classes)
+        report[name]["inference_ms_per_row"] = 1000 * seconds / len(scored[name])
+    segmented = sum(map(len, scored.values())) > sum(map(len, clips.values()))
+    if segmented:
+        for name, rows in scored.items():
+            per_row = metrics.classification_report(rows["label"], rows["predicted"], labels=classes)
+            report[name].update({f"segment_{key}": per_row[key] for key in ("n", "accuracy", "macro_f1")})
     evaluated = "test" if "test" in report else "validation"
     writer.write_bytes("confusion.png", metrics.confusion_matrix_png(report[evaluated]["confusion_matrix"], classes))
-    writer.write_parquet("predictions.parquet", pa.Table.from_pandas(pd.concat(predictions, ignore_index=True), preserve_index=False))
+    writer.write_parquet("predictions.parquet", _table(clips, ["clip_id", "label", "predicted", *p_columns, "rows", "split"]))
+    if segmented:
+        writer.write_parquet(SEGMENT_PREDICTIONS, _table(scored, ["row_id", "clip_id", "label", "predicted", *p_columns, "split"]))
     writer.write_json("metrics.json", report)
     return {"model": spec.model, "evaluated_split": evaluated, **{k: report[k]["accuracy"] for k in SPLITS if k in report}}
+
+
+def _predicted(scored: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
+    """``scored`` with the most probable class as ``predicted``."""
+    return scored.assign(predicted=[classes[i] for i in scored[[f"p_{c}" for c in classes]].to_numpy().argmax(1)])
+
+
+def _clip_predictions(rows: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
+    """One row per clip: the mean of its rows' probabilities (``scoring.clip_probabilities``),
+    its label and its number of rows."""
+    p_columns = [f"p_{c}" for c in classes]
+    clip_ids, probabilities = clip_probabilities(rows["clip_id"], rows[p_columns].to_numpy())
+    by_clip = rows.groupby("clip_id", sort=False)
+    clips = pd.DataFrame(probabilities, columns=p_columns).assign(
+        clip_id=clip_ids, label=by_clip["label"].first().loc[clip_ids].to_numpy(), rows=by_clip.size().loc[clip_ids].to_numpy()
+    )
+    return _predicted(clips, classes)
+
+
+def _table(parts: dict[str, pd.DataFrame], columns: list[str]) -> pa.Table:
+    return pa.Table.from_pandas(pd.concat(parts.values(), ignore_index=True)[columns], preserve_index=False)

@@ -16,6 +16,7 @@ deterministic flag are process-global too: run one training at a time per proces
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -369,12 +370,11 @@ def train_model(
     """Train with early stopping on validation loss; return with the best epoch's weights, in eval mode.
 
     The model stays on the training device.  With ``checkpoint_path``, every new best
-    model is written there atomically (`save_model`, spec from ``model.spec``).
+    model is written there atomically (`save_model`).
     ``on_epoch`` receives each epoch's history record (for logging or progress).
     """
     device = resolve_device(config.device)
-    spec = getattr(model, "spec", None)
-    if checkpoint_path is not None and spec is None:
+    if checkpoint_path is not None and getattr(model, "spec", None) is None:
         raise ConfigError("checkpoint_path needs a model with a .spec (build it with mirflow.models)")
     loss_function, rss = _loss_function(config.task), _PeakRss()
     history: list[dict] = []
@@ -403,7 +403,7 @@ def train_model(
                 best_loss, best_epoch = record["val_loss"], epoch
                 best_state = _cpu_state(model)
                 if checkpoint_path is not None:
-                    save_model(model, spec, checkpoint_path)
+                    save_model(model, checkpoint_path)
             if on_epoch is not None:
                 on_epoch(record)
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -436,19 +436,20 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
 
 
-def save_model(model: nn.Module, spec: dict, path: Path) -> Path:
-    """Write {"spec", "state_dict"} (CPU tensors) to ``path`` atomically (temporary file + os.replace)."""
+def save_model(model: nn.Module, path: Path, inputs: dict | None = None) -> Path:
+    """Write a model file to ``path`` atomically (temporary file + os.replace).
+
+    The file holds ``model.spec`` (every constructor argument, so a changed default
+    cannot change what is rebuilt), ``inputs`` (how the model's inputs are made, e.g.
+    sample rate, frames, feature columns and a reference to the fitted preprocessing;
+    JSON-able) and the state dict on the CPU."""
     path = Path(path)
-    try:
-        spec = json.loads(json.dumps(spec))
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"model spec for {path} is not JSON-able: {error}") from None
-    payload = {"spec": spec, "state_dict": _cpu_state(model)}
+    data = model_bytes(model, inputs)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
-            torch.save(payload, file)
+            file.write(data)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
@@ -458,33 +459,59 @@ def save_model(model: nn.Module, spec: dict, path: Path) -> Path:
     return path
 
 
+def model_bytes(model: nn.Module, inputs: dict | None = None) -> bytes:
+    """A model file (see `save_model`) as bytes, for an artifact or a run folder."""
+    spec = getattr(model, "spec", None)
+    if spec is None:
+        raise ConfigError("a model file needs a model with a .spec (build it with mirflow.models)")
+    try:
+        spec, inputs = json.loads(json.dumps(spec)), json.loads(json.dumps(inputs or {}))
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"model spec or inputs are not JSON-able: {error}") from None
+    buffer = io.BytesIO()
+    torch.save({"spec": spec, "inputs": inputs, "state_dict": _cpu_state(model)}, buffer)
+    return buffer.getvalue()
+
+
+MODEL_FILE_KEYS = {"spec", "inputs", "state_dict"}
+
+
 def load_model(path: Path) -> tuple[nn.Module, dict]:
-    """Rebuild a `save_model` file on the CPU, in eval mode; loads with ``weights_only=True``."""
+    """Rebuild a `save_model` file on the CPU, in eval mode: (model, inputs)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "model file does not exist")
+    return load_model_bytes(path.read_bytes(), path)
+
+
+def load_model_bytes(data: bytes, source: str | Path = "model file") -> tuple[nn.Module, dict]:
+    """(model, inputs) from a model file's bytes; ``source`` names it in errors.
+
+    Loads with ``weights_only=True`` (no code runs from the file) and refuses, naming
+    the fix, a file it cannot rebuild exactly: one written before model files carried
+    their full spec and inputs, a spec today's code builds differently, or weights that
+    do not fit the rebuilt network exactly."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises many types for corrupt or foreign files
-        raise DataError(path, f"not a readable model file: {error}") from None
-    if not isinstance(payload, dict) or set(payload) != {"spec", "state_dict"}:
-        raise DataError(path, "not a mirflow model file (expected keys 'spec' and 'state_dict')")
-    model = build_model(payload["spec"])
-    model.load_state_dict(payload["state_dict"])
-    return model.eval(), payload["spec"]
-
-
-def model_bytes(model: nn.Module, arch: dict) -> bytes:
-    """A `save_model` file as bytes, for an artifact or a run folder."""
-    with tempfile.TemporaryDirectory() as folder:
-        return save_model(model, arch, Path(folder) / MODEL).read_bytes()
-
-
-def load_model_bytes(data: bytes) -> tuple[nn.Module, dict]:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / MODEL
-        path.write_bytes(data)
-        return load_model(path)
+        raise DataError(source, f"not a readable model file: {error}") from None
+    if not isinstance(payload, dict) or "state_dict" not in payload:
+        raise DataError(source, "not a mirflow model file (expected keys 'spec', 'inputs' and 'state_dict')")
+    rerun = "re-run the flow that trained it to write a model file this version can rebuild"
+    if set(payload) != MODEL_FILE_KEYS:
+        raise DataError(source, f"model file from an older mirflow (keys {sorted(payload)}, not its full spec "
+                                f"and inputs); {rerun}")
+    spec = payload["spec"]
+    try:
+        model = build_model(spec)
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (ConfigError, RuntimeError) as error:
+        reason = " ".join(str(error).split())[:300]
+        raise DataError(source, f"today's code cannot rebuild this model ({reason}); {rerun}") from None
+    if model.spec != spec:
+        changed = sorted(k for k in model.spec.keys() | spec.keys() if model.spec.get(k) != spec.get(k))
+        raise DataError(source, f"today's code builds this spec differently (fields {changed}); {rerun}")
+    return model.eval(), payload["inputs"]
 
 
 def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, generator: np.random.Generator,

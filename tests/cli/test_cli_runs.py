@@ -102,6 +102,16 @@ def _delete(name: str):
     return lambda run_dir: (run_dir / name).unlink()
 
 
+def _old_format_model(run_dir: Path) -> None:
+    """models/mlp.pt as files were written before they carried their full spec and inputs."""
+    import torch
+
+    path = run_dir / "models" / "mlp.pt"
+    payload = torch.load(path, weights_only=True)
+    torch.save({"spec": {"name": "mlp", "n_in": payload["spec"]["n_in"], "hidden": payload["spec"]["hidden"],
+                         "n_out": payload["spec"]["n_out"]}, "state_dict": payload["state_dict"]}, path)
+
+
 def _make_mlp_only(run_dir: Path) -> None:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     del metrics["models"]["cnn"]
@@ -114,10 +124,12 @@ def _make_mlp_only(run_dir: Path) -> None:
     [
         (_delete("models/mlp.pt"), "mlp", "is missing models/mlp.pt"),
         (_delete("preprocessing.json"), "mlp", "is missing preprocessing.json"),
+        (_old_format_model, "mlp", "models/mlp.pt: model file from an older mirflow (keys ['spec', 'state_dict'], "
+                                   "not its full spec and inputs); re-run the flow that trained it"),
         (_make_mlp_only, "cnn", "has no trained model 'cnn'; it trained: mlp"),
         (_make_mlp_only, "svm", "has no trained model 'svm'; it trained: mlp"),
     ],
-    ids=["deleted-model", "deleted-preprocessing", "cnn-on-mlp-only-run", "unknown-model"],
+    ids=["deleted-model", "deleted-preprocessing", "old-format-model", "cnn-on-mlp-only-run", "unknown-model"],
 )
 def test_predict_checks_the_run_folder_before_reading_audio(finished_runs, tmp_path, capsys, monkeypatch, defect, model, message):
     root, first, _ = finished_runs

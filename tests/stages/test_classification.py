@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+import torch
 
 from mirflow.core.errors import LeakageError
 from mirflow.core.store import ArtifactRef, ArtifactStore
@@ -114,3 +115,57 @@ def test_shuffled_batches_cover_the_rows_once_and_the_window_holds_model_inputs(
     assert [len(batch) for batch in first] == [5, 5, 5, 5, 4]
     assert max(seen_rows) <= 5  # read (and transformed) a batch at a time
     assert epoch(1) == first and epoch(2) != first
+
+
+def test_trained_model_file_rebuilds_the_trained_network_after_a_default_changes(features, monkeypatch):
+    """The train stage's file records every constructor argument, so editing a model
+    default later (here the MLP's activation, which keeps the weights' shapes) cannot
+    wrap the stored weights in a different network."""
+    from mirflow.models.mlp import MLP
+    from mirflow.stages import training
+
+    store = features.store
+    split_ref = _materialise(store, "split", write_split, features, (0.6, 0.2, 0.2), 1, None, None)
+    scaler_ref = _materialise(store, "scale", steps.write_scaler, features, split_ref, ("f1", "f2"), "standard", None, 4)
+    config = {"seed": 0, "batch_size": 8, "lr": 1e-2, "weight_decay": 0.0, "max_epochs": 2, "patience": 1, "hidden": [6]}
+    spec = steps.InputSpec("mlp", ("f1", "f2"), "logmel", 4, 8)
+    model_ref = _materialise(store, "train", steps.write_trained_model, features, split_ref, scaler_ref, spec, [6], config)
+    data = store.read_bytes(model_ref, training.MODEL)
+    trained, _ = training.load_model_bytes(data)
+    hidden, dropout, _ = MLP.__init__.__defaults__
+    monkeypatch.setattr(MLP.__init__, "__defaults__", (hidden, dropout, "tanh"))
+    rebuilt, _ = training.load_model_bytes(data)
+    assert rebuilt.spec == trained.spec and rebuilt.spec["activation"] == "relu"
+    x = torch.linspace(-3, 3, 10).reshape(5, 2)
+    torch.testing.assert_close(rebuilt(x), trained(x))
+
+
+def test_cnn_trains_on_a_random_window_per_row_drawn_anew_each_epoch_from_the_seed(features):
+    store = features.store
+    split_ref = _materialise(store, "split", write_split, features, (0.6, 0.2, 0.2), 1, None, None)
+    scaler_ref = _materialise(store, "scale", steps.write_scaler, features, split_ref, ("f1",), "standard", "logmel", 4)
+    prep = steps.read_preprocessing(store, scaler_ref)
+    spec = steps.InputSpec("cnn", (), "logmel", 4, 3)
+    stored = features.read(["row_id", "label", "logmel"]).set_index("row_id")
+    train_ids = stored.index[:12].tolist()
+
+    def epoch(number: int, seed: int = 5) -> dict[str, np.ndarray]:
+        source = steps._source(features, spec, prep, ["blues", "jazz", "rock"], train_ids, 4, True, seed)
+        source.set_epoch(number)
+        windows = [x[:, 0] for x, _ in source]
+        return np.concatenate(windows)
+
+    first = epoch(1)
+    np.testing.assert_array_equal(epoch(1), first)
+    assert not np.array_equal(epoch(2), first) and not np.array_equal(epoch(1, seed=6), first)
+    # Every window is 3 consecutive band-normalised frames of one training row, and
+    # across epochs a row's windows start at different frames.
+    normalised = [(np.asarray(v, np.float32).reshape(4, -1) - prep.band_mean[:, None]) / prep.band_std[:, None]
+                  for v in stored.loc[train_ids, "logmel"]]
+    starts = set()
+    for window in np.concatenate([epoch(e) for e in range(1, 6)]):
+        found = [(r, s) for r, mel in enumerate(normalised) for s in range(mel.shape[1] - 2)
+                 if np.allclose(mel[:, s : s + 3], window)]
+        assert len(found) >= 1
+        starts |= set(found)
+    assert len(starts) > len(train_ids)

@@ -142,22 +142,22 @@ def test_checkpoint_is_written_atomically_and_loads(tmp_path):
                          checkpoint_path=checkpoint, on_epoch=seen.append)
     assert seen == result.history
     assert [path.name for path in checkpoint.parent.iterdir()] == ["best.pt"]  # no temporary files left
-    loaded, spec = load_model(checkpoint)
-    assert spec == model.spec
+    loaded, inputs = load_model(checkpoint)
+    assert loaded.spec == model.spec and inputs == {}
     expected = predict(model, validation, "multiclass")
     np.testing.assert_array_equal(predict(loaded, validation, "multiclass"), expected)
 
 
 def test_failed_save_leaves_the_previous_file(tmp_path, monkeypatch):
     model, path = mlp(), tmp_path / "model.pt"
-    save_model(model, model.spec, path)
+    save_model(model, path)
 
     def broken_save(*args, **kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        save_model(mlp(seed=9), model.spec, path)
+        save_model(mlp(seed=9), path)
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
     loaded, _ = load_model(path)
     assert all(torch.equal(value, loaded.state_dict()[key]) for key, value in model.state_dict().items())
@@ -171,7 +171,43 @@ def test_model_file_errors_name_the_file(tmp_path):
     with pytest.raises(DataError, match="garbage.pt"):
         load_model(garbage)
     with pytest.raises(ConfigError, match="JSON"):
-        save_model(mlp(), {"name": "mlp", "hidden": object()}, tmp_path / "x.pt")
+        save_model(mlp(), tmp_path / "x.pt", {"columns": object()})
+
+
+def test_model_file_rebuilds_from_its_own_spec_after_a_default_changes(tmp_path, monkeypatch):
+    """Every constructor argument is in the file: a later default cannot change what is
+    rebuilt (here the activation, which leaves the weights' shapes as they were)."""
+    from mirflow.models.mlp import MLP as MLPClass
+
+    model, path = build_model({"name": "mlp", "n_in": 8, "n_out": 3}, seed=0), tmp_path / "model.pt"
+    save_model(model, path, {"sample_rate": 22050})
+    defaults = dict(zip(["hidden", "dropout", "activation"], MLPClass.__init__.__defaults__))
+    monkeypatch.setattr(MLPClass.__init__, "__defaults__", (defaults["hidden"], defaults["dropout"], "tanh"))
+    loaded, inputs = load_model(path)
+    assert loaded.spec["activation"] == "relu" and inputs == {"sample_rate": 22050}
+    x = torch.randn(5, 8)
+    torch.testing.assert_close(loaded(x), model.eval()(x))
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (lambda m: {"spec": m.spec, "state_dict": m.state_dict()}, "older mirflow"),
+        (lambda m: {"spec": {"name": "mlp", "n_in": 8, "n_out": 3}, "inputs": {},
+                    "state_dict": build_model({"name": "mlp", "n_in": 8, "n_out": 3}).state_dict()},
+         r"builds this spec differently \(fields \['activation', 'dropout', 'hidden'\]\)"),
+        (lambda m: {"spec": {**m.spec, "hidden": [4]}, "inputs": {}, "state_dict": m.state_dict()}, "cannot rebuild"),
+        (lambda m: {"spec": {**m.spec, "width": 3}, "inputs": {}, "state_dict": m.state_dict()}, "cannot rebuild"),
+    ],
+    ids=["old-format", "partial-spec", "weights-do-not-fit", "unknown-argument"],
+)
+def test_model_file_that_cannot_be_rebuilt_exactly_is_refused_naming_the_fix(tmp_path, payload, message):
+    path = tmp_path / "old.pt"
+    torch.save(payload(mlp()), path)
+    with pytest.raises(DataError, match=message) as refused:
+        load_model(path)
+    assert str(refused.value).startswith(str(path)) and "\n" not in str(refused.value)
+    assert str(refused.value).endswith("re-run the flow that trained it to write a model file this version can rebuild")
 
 
 def test_multilabel_task_learns_and_gives_hidden_features():

@@ -308,7 +308,7 @@ def write_subtask1_model(
         _train_config(config),
         on_epoch=lambda record: progress.report(label, record["epoch"], config["max_epochs"]),
     )
-    writer.write_bytes(MODEL, training.model_bytes(model, shape["architecture"]))
+    writer.write_bytes(MODEL, training.model_bytes(model))
     writer.write_json("history.json", result.history)
     _embed(writer, features, prep, model, embedded, config["hidden"], len(labels.names))
     return {
@@ -441,7 +441,7 @@ def write_stacked_model(
     ids = pd.concat([train["row_id"], held_out["row_id"]]).tolist()
     schema = _outputs_schema({"scores": y.shape[1]})
     table = pa.Table.from_arrays([pa.array(ids, pa.string()), _fixed(np.vstack([out_of_fold, held_scores]))], schema=schema)
-    writer.write_bytes(MODEL, training.model_bytes(model, shape["architecture"]))
+    writer.write_bytes(MODEL, training.model_bytes(model))
     writer.write_json("history.json", result.history)
     ab_etl.write_parquet_stream(writer, OUTPUTS, schema, [table])
     return {

@@ -19,10 +19,11 @@ import pyarrow as pa
 
 from mirflow.core.errors import DataError
 from mirflow.core.store import ArtifactWriter
-from mirflow.io.audio import load_audio, segment_waveform
+from mirflow.io.audio import load_audio
 from mirflow.pipelines.gtzan.features import FeatureSettings, extract_clip, feature_names
-from mirflow.stages.classification import InputSpec, band_sums, spectrogram_summary_columns
+from mirflow.stages.classification import band_sums, spectrogram_summary_columns
 from mirflow.stages.featuresets import FAILURES, TABLE
+from mirflow.stages.scoring import InputSpec, clip_rows
 
 SHARD_ROW_GROUP = 32
 ID_COLUMNS = ("row_id", "clip_id", "rel_path", "label", "group", "segment")
@@ -68,12 +69,11 @@ def iter_shard_row_groups(
     for clip in clips:
         try:
             y = load_audio(clip["path"], sr=settings.sr, min_seconds=min_seconds)
-            segments = segment_waveform(y, settings.sr, segment_seconds)
-            for number, segment in enumerate(segments):
-                values, logmel = extract_clip(segment, settings)
-                logmel = logmel.astype(np.float32, copy=False)  # as stored
+            extracted = row_features(y, settings, segment_seconds)
+            for number, (values, logmel) in enumerate(extracted):
                 band_sum, band_sum_sq = band_sums(logmel)
-                row_id = clip["clip_id"] if segment_seconds is None else f"{clip['clip_id']}#{number:03d}"
+                whole = segment_seconds is None and len(extracted) == 1
+                row_id = clip["clip_id"] if whole else f"{clip['clip_id']}#{number:03d}"
                 rows.append(
                     {
                         "row_id": row_id,
@@ -96,6 +96,12 @@ def iter_shard_row_groups(
             failures.append({"path": clip["rel_path"], "reason": error.reason})
     if rows:
         yield _row_group(rows, logmels, schema)
+
+
+def row_features(y: np.ndarray, settings: FeatureSettings, segment_seconds: float | None) -> list[tuple[dict, np.ndarray]]:
+    """Summary features and float32 log-mel of each row a clip is scored as
+    (``scoring.clip_rows``): what extraction stores and what predict scores."""
+    return [extract_clip(piece, settings) for piece in clip_rows(y, settings.sr, segment_seconds)]
 
 
 def _row_group(rows: list[dict], logmels: list[np.ndarray], schema: pa.Schema) -> pa.Table:
@@ -135,10 +141,14 @@ def write_feature_shard(
     return {"rows": rows, "failures": len(failures)}
 
 
-def audio_input_specs(sample_rate: int, cnn_frames: int) -> tuple[dict, dict[str, InputSpec]]:
+def audio_input_specs(sample_rate: int, cnn_frames: int, segment_seconds: float | None) -> tuple[dict, dict[str, InputSpec]]:
     """Extraction settings and how each model reads a row: the MLP the tabular
-    features, the CNN the log-mel spectrogram."""
+    features, the CNN the log-mel spectrogram (each spec carries the extraction settings,
+    so a model file says how to score new audio)."""
     settings = FeatureSettings(sr=sample_rate)
     columns = tuple(feature_names(settings))
-    specs = {model: InputSpec(model, columns, TENSOR_COLUMN, settings.n_mels, cnn_frames) for model in ("mlp", "cnn")}
+    extraction = {"features": settings.as_dict(), "segment_seconds": segment_seconds}
+    specs = {
+        model: InputSpec(model, columns, TENSOR_COLUMN, settings.n_mels, cnn_frames, extraction) for model in ("mlp", "cnn")
+    }
     return settings.as_dict(), specs
