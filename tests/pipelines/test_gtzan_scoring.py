@@ -4,7 +4,6 @@ metrics head a segmented run's report, and the CNN is scored over every window."
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np

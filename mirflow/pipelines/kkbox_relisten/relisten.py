@@ -14,7 +14,6 @@ import pyarrow as pa
 from mirflow.core.store import ArtifactRef, ArtifactStore, ArtifactWriter
 from mirflow.datasets import kkbox
 from mirflow.pipelines.kkbox_relisten import features as kf
-from mirflow.pipelines.kkbox_relisten.params import TABLES
 from mirflow.stages import leakage
 from mirflow.stages.featuresets import TABLE, FeatureBatchSource, FeatureSet
 from mirflow.stages.splits import SPLITS, split_train_val_test, validate_split
