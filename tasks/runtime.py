@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from mirflow.core import progress
 from mirflow.core.cluster import DaskPool
-from mirflow.core.fingerprint import code_hash, stable_hash
+from mirflow.core.fingerprint import library_versions, stage_key, stage_parts
 from mirflow.core.materialize import StageFunction, materialize
 from mirflow.core.store import ArtifactRef, ArtifactStore
 from mirflow.datasets.base import demo_folder, ensure_demo
@@ -128,8 +128,8 @@ def run_stage(
 
     ``size`` (a shard's file count) orders work on Dask, largest first: shards differ in
     size, and in arrival order the largest could start last while the other workers idle."""
-    parts = {"code": code_hash(func), "params": stable_hash(params), "inputs": stable_hash(inputs)}
-    ref = ArtifactRef(stage, stable_hash({"stage": stage, **parts}))
+    parts = stage_parts(func, params, inputs)
+    ref = ArtifactRef(stage, stage_key(stage, parts))
     entry = {"stage": stage, "label": label or stage, "key": ref.key, **parts}
     cached = ctx.store.reuse(ref)
     if cached and not ctx.forced(stage):
@@ -140,7 +140,7 @@ def run_stage(
         return ref
     logger = run_logger()
     logger.info("%s: computing %s (%s)", label or stage, ref.key[:12], "forced" if cached else "not cached")
-    meta = {"run_id": ctx.run_id, "flow": ctx.flow, **parts}
+    meta = {"run_id": ctx.run_id, "flow": ctx.flow, **parts, "library_versions": library_versions()}
     if on_dask:
         result = ctx.pool.run(materialize, ctx.store, ref, meta, func, args, key_prefix=stage, priority=size)
     else:
