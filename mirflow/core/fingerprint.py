@@ -180,10 +180,50 @@ def _source(obj: Any) -> str:
     """Source text of a function or class object. Cached per object: a module edited
     and reloaded yields new objects, so edits are still seen, while every task of a
     run no longer re-reads and re-parses the same files."""
+    found = _source_in_module(obj)
+    if found is not None:
+        return found
     try:
         return inspect.getsource(obj)
     except (OSError, TypeError):
         return repr(obj)
+
+
+def _source_in_module(obj: Any) -> str | None:
+    """The definition of ``obj`` in its module's file, from one parse of that file (what
+    ``inspect.getsource`` finds, without its tokenizing and parsing per object); None
+    where the object was not defined there (made by ``exec``, say)."""
+    path = getattr(sys.modules.get(obj.__module__), "__file__", None)
+    function = isinstance(obj, types.FunctionType)
+    if not path or not path.endswith(".py") or (function and obj.__code__.co_filename != path):
+        return None
+    found = _definitions(_read(Path(path))).get(obj.__qualname__)
+    if found is None or (function and obj.__code__.co_firstlineno != found[0]):
+        return None
+    return found[1]
+
+
+@functools.lru_cache(maxsize=512)
+def _definitions(text: str) -> dict[str, tuple[int, str]]:
+    """qualified name -> (first line, source) of every function and class in a module."""
+    lines = text.splitlines(keepends=True)
+    found: dict[str, tuple[int, str]] = {}
+
+    def visit(body: list[ast.stmt], prefix: str) -> None:
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                first = _first_line(node)
+                found[prefix + node.name] = (first, "".join(lines[first - 1 : node.end_lineno]))
+                inner = "." if isinstance(node, ast.ClassDef) else ".<locals>."
+                visit(node.body, f"{prefix}{node.name}{inner}")
+
+    visit(ast.parse(text).body, "")
+    return found
+
+
+def _first_line(node: ast.stmt) -> int:
+    """A statement's first line, its decorators' included."""
+    return min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())])
 
 
 def _code_names(code: types.CodeType) -> set[str]:
@@ -299,7 +339,8 @@ def _registered(value: Any, depth: int = 3) -> Iterator[Any]:
         yield value
     elif depth and isinstance(value, (dict, tuple)):
         for item in (*value.keys(), *value.values()) if isinstance(value, dict) else value:
-            yield from _registered(item, depth - 1)
+            if _is_code(item) or isinstance(item, (dict, tuple)):
+                yield from _registered(item, depth - 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -319,8 +360,7 @@ def _bindings(text: str) -> _Bindings:
     imports: dict[str, tuple[str, str]] = {}
     calls: list[str] = []
     for node in tree.body:
-        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())])
-        segment = "".join(lines[first - 1 : node.end_lineno])
+        segment = "".join(lines[_first_line(node) - 1 : node.end_lineno])
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             mentioned = {node.name}
         elif isinstance(node, ast.ImportFrom):

@@ -82,16 +82,18 @@ def stage_keys() -> dict[str, str]:
 
 
 @contextmanager
-def package_copy(root: Path, edit: tuple[str, str, str] | None = None) -> Iterator[None]:
-    """Import ``mirflow`` from a copy under ``root`` (with ``edit`` applied) instead of
-    this checkout, for the duration of the block."""
-    shutil.copytree(REPO / "mirflow", root / "mirflow", ignore=shutil.ignore_patterns("__pycache__"))
+def package_copy(root: Path, source: Path = REPO, edit: tuple[str, str, str] | None = None) -> Iterator[None]:
+    """Import ``mirflow`` from a copy (of the one under ``source``) under ``root``, with
+    ``edit`` applied, instead of this checkout's, for the duration of the block."""
+    shutil.copytree(source / "mirflow", root / "mirflow")  # with a pristine copy's bytecode, if any
     if edit:
         file, old, new = edit
         path = root / "mirflow" / file
         text = path.read_text()
         assert text.count(old) == 1, f"{file}: the text to edit occurs {text.count(old)} times"
         path.write_text(text.replace(old, new))
+        for stale in path.parent.glob(f"__pycache__/{path.stem}.*.pyc"):
+            stale.unlink()
     ours = {name: sys.modules.pop(name) for name in list(sys.modules) if name == "mirflow" or name.startswith("mirflow.")}
     sys.path.insert(0, str(root))
     importlib.invalidate_caches()
@@ -105,9 +107,18 @@ def package_copy(root: Path, edit: tuple[str, str, str] | None = None) -> Iterat
 
 
 @pytest.fixture(scope="module")
-def baseline(tmp_path_factory) -> dict[str, str]:
-    with package_copy(tmp_path_factory.mktemp("pristine")):
-        return stage_keys()
+def pristine(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """An unedited copy (compiled once: the edited copies reuse its bytecode) and its keys."""
+    root = tmp_path_factory.mktemp("pristine")
+    shutil.copytree(REPO / "mirflow", root / "source" / "mirflow", ignore=shutil.ignore_patterns("__pycache__"))
+    with package_copy(root / "imported", root / "source"):
+        keys = stage_keys()
+    return root / "imported", keys
+
+
+@pytest.fixture(scope="module")
+def baseline(pristine) -> dict[str, str]:
+    return pristine[1]
 
 
 def test_a_copy_of_the_package_keys_like_the_package(baseline):
@@ -115,9 +126,9 @@ def test_a_copy_of_the_package_keys_like_the_package(baseline):
 
 
 @pytest.mark.parametrize("mutation", MUTATIONS)
-def test_an_edit_rekeys_exactly_the_stages_that_depend_on_it(mutation, baseline, tmp_path):
+def test_an_edit_rekeys_exactly_the_stages_that_depend_on_it(mutation, pristine, baseline, tmp_path):
     *edit, expected = MUTATIONS[mutation]
-    with package_copy(tmp_path, tuple(edit)):
+    with package_copy(tmp_path, pristine[0], tuple(edit)):
         keys = stage_keys()
     changed = {stage for stage in STAGES if keys[stage] != baseline[stage]}
     assert changed == expected
