@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +113,28 @@ class StageProgress:
             self._bars.stop()
 
 
+# What the stages of the task running in this context did ("cached", "computed"): a task
+# whose stages were all served from the store says so in Prefect (``tasks.common``).
+_TASK_STAGES: ContextVar[list[str] | None] = ContextVar("mirflow_task_stages", default=None)
+
+
+@contextmanager
+def stage_statuses() -> Iterator[list[str]]:
+    """Collect the statuses of the stages ``run_stage`` settles inside the block."""
+    token = _TASK_STAGES.set(statuses := [])
+    try:
+        yield statuses
+    finally:
+        _TASK_STAGES.reset(token)
+
+
+def _settled(ctx: RunContext, entry: dict) -> None:
+    ctx.record(entry)
+    statuses = _TASK_STAGES.get()
+    if statuses is not None:
+        statuses.append(entry["status"])
+
+
 def run_stage(
     ctx: RunContext,
     stage: str,
@@ -133,10 +157,10 @@ def run_stage(
     entry = {"stage": stage, "label": label or stage, "key": ref.key, **parts}
     cached = ctx.store.reuse(ref)
     if cached and not ctx.forced(stage):
-        ctx.record({**entry, "status": "cached", "seconds": 0.0})
+        _settled(ctx, {**entry, "status": "cached", "seconds": 0.0})
         return ref
     if ctx.explain:
-        ctx.record({**entry, "status": "forced" if cached else "missing"})
+        _settled(ctx, {**entry, "status": "forced" if cached else "missing"})
         return ref
     logger = run_logger()
     logger.info("%s: computing %s (%s)", label or stage, ref.key[:12], "forced" if cached else "not cached")
@@ -145,7 +169,7 @@ def run_stage(
         result = ctx.pool.run(materialize, ctx.store, ref, meta, func, args, key_prefix=stage, priority=size)
     else:
         result = materialize(ctx.store, ref, meta, func, args)
-    ctx.record({**entry, "status": "computed", **{k: result[k] for k in ("seconds", "peak_rss_bytes", "peak_rss_scope")}})
+    _settled(ctx, {**entry, "status": "computed", **{k: result[k] for k in ("seconds", "peak_rss_bytes", "peak_rss_scope")}})
     return ref
 
 
@@ -184,4 +208,4 @@ def is_transient(task, task_run, state) -> bool:
     return False
 
 
-__all__ = ["RunContext", "data_dir_or_demo", "is_transient", "run_logger", "run_stage"]
+__all__ = ["RunContext", "data_dir_or_demo", "is_transient", "run_logger", "run_stage", "stage_statuses"]
