@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from mirflow.core import progress
 from mirflow.core.cluster import DaskPool
-from mirflow.core.fingerprint import library_versions, stage_key, stage_parts
+from mirflow.core.fingerprint import code_hash, library_versions, stage_key, stage_parts
 from mirflow.core.materialize import StageFunction, materialize
 from mirflow.core.store import ArtifactRef, ArtifactStore
 from mirflow.datasets.base import demo_folder, ensure_demo
@@ -42,6 +42,7 @@ class RunContext:
     explain: bool = False
     stages: list[dict] = field(default_factory=list)
     progress: StageProgress = field(default_factory=lambda: StageProgress())
+    code_hashes: dict[Callable, str] = field(default_factory=dict, repr=False)  # the code does not change mid-run
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, entry: dict) -> None:
@@ -152,7 +153,9 @@ def run_stage(
 
     ``size`` (a shard's file count) orders work on Dask, largest first: shards differ in
     size, and in arrival order the largest could start last while the other workers idle."""
-    parts = stage_parts(func, params, inputs)
+    if func not in ctx.code_hashes:
+        ctx.code_hashes[func] = code_hash(func)
+    parts = stage_parts(ctx.code_hashes[func], params, inputs)
     ref = ArtifactRef(stage, stage_key(stage, parts))
     entry = {"stage": stage, "label": label or stage, "key": ref.key, **parts}
     cached = ctx.store.reuse(ref)

@@ -125,11 +125,12 @@ def _installed_version(name: str) -> str | None:
         return None
 
 
-def stage_parts(func: Callable, params: Any, inputs: Any) -> dict[str, str]:
-    """What a stage's key covers, each part hashed: its code (transitively), the library
-    versions, its parameters and its inputs (data fingerprints, upstream keys)."""
+def stage_parts(code: str, params: Any, inputs: Any) -> dict[str, str]:
+    """What a stage's key covers, each part hashed: its code (``code_hash`` of the stage
+    function), the library versions, its parameters and its inputs (data fingerprints,
+    upstream keys)."""
     return {
-        "code": code_hash(func),
+        "code": code,
         "libraries": stable_hash(library_versions()),
         "params": stable_hash(params),
         "inputs": stable_hash(inputs),

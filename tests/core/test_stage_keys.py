@@ -78,7 +78,10 @@ def _function(path: str):
 
 def stage_keys() -> dict[str, str]:
     """Each stage's key for fixed parameters and inputs: what changes is code or libraries."""
-    return {stage: fingerprint.stage_key(stage, fingerprint.stage_parts(_function(path), {}, {})) for stage, path in STAGES.items()}
+    return {
+        stage: fingerprint.stage_key(stage, fingerprint.stage_parts(fingerprint.code_hash(_function(path)), {}, {}))
+        for stage, path in STAGES.items()
+    }
 
 
 @contextmanager
