@@ -13,7 +13,17 @@ FLOWS = {
         "flows.acousticbrainz_genre:acousticbrainz_genre",
         "mirflow.pipelines.acousticbrainz_genre.params:AcousticBrainzParams",
     ),
+    "kkbox_relisten": ("flows.kkbox_relisten:kkbox_relisten", "mirflow.pipelines.kkbox_relisten.params:KkboxRelistenParams"),
+    "kkbox_score": ("flows.kkbox_score:kkbox_score", "mirflow.pipelines.kkbox_relisten.params:KkboxScoreParams"),
 }
+
+
+def training_flows() -> list[str]:
+    """The flows that run a pipeline on a data set (their parameters are ``RunParams``),
+    each with a scheduled deployment; the others (``kkbox_score``) use a finished run."""
+    from mirflow.core.params import RunParams
+
+    return [name for name in FLOWS if issubclass(params_model(name), RunParams)]
 
 
 def _load(target: str):

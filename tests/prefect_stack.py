@@ -23,7 +23,7 @@ import httpx
 import psutil
 from annotated_types import Ge, Gt
 
-from flows import FLOWS, entrypoint, load_flow, params_model, serve
+from flows import entrypoint, load_flow, params_model, serve, training_flows
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -204,6 +204,7 @@ TINY = {
     "gtzan": {"models": ["mlp"], "cnn_frames": 32, "fractions": [0.6, 0.2, 0.2]},
     "acousticbrainz_genre": {"demo_recordings": 120, "folds": 2, "hidden": 32},
     "msd_hotness": {"demo_songs": 150},
+    "kkbox_relisten": {"demo_rows": 1000, "lrs": [1e-2], "lgbm_rounds": 5},
 }
 
 
@@ -268,7 +269,7 @@ def deploy_and_start_worker(processes: Processes, home: Path, database_url: str 
     deployed_at = datetime.now(timezone.utc)
     deploy_all(server)
     upcoming = {}
-    for name in FLOWS:
+    for name in training_flows():
         for full_name in deployment_names(name):
             deployment = read_deployment(server, full_name)
             upcoming[full_name] = wait_for(lambda: upcoming_runs(server, deployment), 90,
@@ -279,7 +280,7 @@ def deploy_and_start_worker(processes: Processes, home: Path, database_url: str 
 
 
 def assert_upcoming_runs(deployed: Deployed) -> None:
-    for full_name in (n for name in FLOWS for n in deployment_names(name)):
+    for full_name in (n for name in training_flows() for n in deployment_names(name)):
         starts = [datetime.fromisoformat(run["expected_start_time"]) for run in deployed.upcoming[full_name]]
         assert starts and all(start > deployed.deployed_at for start in starts), full_name
         assert len(set(starts)) == len(starts), full_name

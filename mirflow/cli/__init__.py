@@ -11,6 +11,7 @@ import types
 import typing
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
@@ -78,6 +79,25 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", default=None, help="CSV file to write (default: stdout).")
     _store_option(predict)
 
+    score = commands.add_parser("score", help="Score a KKBOX test.csv with a finished kkbox_relisten run (id,target).")
+    score.add_argument("run_dir", help="A run folder (…/runs/<run_id>) or a run id with --store.")
+    score.add_argument("input_csv", help="KKBOX test layout: id,msno,song_id,source_system_tab,source_screen_name,source_type.")
+    score.add_argument("--out", default="predictions.csv", help="CSV to write (default: predictions.csv).")
+    score.add_argument("--tables", default=None, help="Folder with songs.csv, song_extra_info.csv, members.csv (default: the input's folder).")
+    score.add_argument("--model", default=None, choices=["network", "lightgbm"], help="Default: the run's best.")
+    score.add_argument("--chunk-rows", type=int, default=100_000, help="Rows read and scored at a time.")
+    _store_option(score)
+
+    serve_model = commands.add_parser("serve-model", help="Serve a kkbox_relisten run's model over HTTP (POST /predict).")
+    serve_model.add_argument("run_dir", help="A run folder (…/runs/<run_id>) or a run id with --store.")
+    serve_model.add_argument("--host", default="127.0.0.1", help="Interface to bind (default: 127.0.0.1, this machine only).")
+    serve_model.add_argument("--port", type=int, default=8000)
+    serve_model.add_argument("--tables", default=None, help="Folder with songs.csv, song_extra_info.csv, members.csv (default: the run's data folder).")
+    serve_model.add_argument("--model", default=None, choices=["network", "lightgbm"], help="Default: the run's best.")
+    serve_model.add_argument("--max-rows", type=int, default=10_000, help="Most rows per request (more: 413).")
+    serve_model.add_argument("--max-body-bytes", type=int, default=10_000_000, help="Largest request body (larger: 413).")
+    _store_option(serve_model)
+
     runs_cmd = commands.add_parser("runs", help="List, show and compare runs.")
     runs_sub = runs_cmd.add_subparsers(dest="action", required=True)
     for action, nargs in (("list", 0), ("show", 1), ("compare", 2)):
@@ -144,6 +164,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     start_temporary_server()
     result = load_flow(args.pipeline)(params=params)
+    if "report_path" not in result:  # a flow that trains nothing (kkbox_score): its summary
+        print(json.dumps(result, default=str))
+        return 0
     print(f"run {result['run_id']}: report at {result['report_path']}")
     for row in result["rows"]:
         if row["split"] != "train":
@@ -154,7 +177,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from mirflow.pipelines.gtzan.predict import check_writable, predict_files, resolve_run
+    from mirflow.pipelines.gtzan.predict import predict_files
+    from mirflow.runs import check_writable, resolve_run
 
     run = resolve_run(args.run_dir, args.store)
     if args.out:
@@ -169,6 +193,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for path, reason in errors:
         print(f"mirflow: cannot read {path}: {reason}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from mirflow.pipelines.kkbox_relisten.scoring import Scorer, score_csv
+    from mirflow.runs import check_writable, resolve_run
+
+    check_writable(args.out)
+    scorer = Scorer(resolve_run(args.run_dir, args.store), args.tables or Path(args.input_csv).parent, args.model)
+    summary = score_csv(scorer, args.input_csv, args.out, args.chunk_rows)
+    print(f"scored {summary['rows']} rows with {summary['model']} of run {summary['run_id']} -> {summary['out']} "
+          f"(unknown users {summary['unknown_msno']}, unknown songs {summary['unknown_song_id']})")
+    return 0
+
+
+def cmd_serve_model(args: argparse.Namespace) -> int:
+    from mirflow.pipelines.kkbox_relisten.serve import Limits, run_server
+    from mirflow.runs import resolve_run
+
+    run_server(resolve_run(args.run_dir, args.store), args.host, args.port, args.tables, args.model,
+               Limits(args.max_rows, args.max_body_bytes))
+    return 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -222,5 +267,5 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "run": cmd_run, "predict": cmd_predict, "runs": cmd_runs, "store": cmd_store, "data": cmd_data, "serve": cmd_serve
+    "run": cmd_run, "predict": cmd_predict, "score": cmd_score, "serve-model": cmd_serve_model, "runs": cmd_runs, "store": cmd_store, "data": cmd_data, "serve": cmd_serve
 }

@@ -19,11 +19,12 @@ from torch import nn
 
 from mirflow.core.errors import ConfigError
 from mirflow.models.cnn import SpectrogramCNN
+from mirflow.models.embedding import EmbeddingNet
 from mirflow.models.mlp import MLP
 
-__all__ = ["MLP", "MODELS", "SpectrogramCNN", "build_model", "count_parameters"]
+__all__ = ["MLP", "MODELS", "EmbeddingNet", "SpectrogramCNN", "build_model", "count_parameters"]
 
-MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": SpectrogramCNN}
+MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": SpectrogramCNN, "embedding": EmbeddingNet}
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import subprocess
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -202,6 +203,29 @@ class Run:
         shards = [ArtifactRef(first, s["key"]) for s in stages if s["stage"] == first]
         features = FeatureSet(self.store, tuple(shards))
         return features.read(columns or [f.name for f in features.schema() if f.name != "logmel"])
+
+
+def resolve_run(run_dir: str, store: str) -> Run:
+    """A run folder path (…/runs/<id>) or a run id inside ``store``."""
+    path = Path(run_dir)
+    if path.is_dir() and path.parent.name == "runs":
+        return Run.open(ArtifactStore(str(path.parent.parent)), path.name)
+    return Run.open(store, run_dir)
+
+
+def check_writable(out: str) -> None:
+    """Fail before scoring when the CSV cannot be written there. Its folder is created;
+    an existing file is opened for appending (which changes nothing), otherwise a probe
+    file is made and removed, so a failure leaves no empty CSV behind."""
+    path = Path(out)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            open(path, "a").close()
+        else:
+            tempfile.TemporaryFile(dir=path.parent).close()
+    except OSError as error:
+        raise ConfigError(f"cannot write --out {out}: {error.strerror or error}") from error
 
 
 def list_runs(store: ArtifactStore) -> pd.DataFrame:

@@ -48,6 +48,10 @@ Inputs = torch.Tensor | tuple[torch.Tensor, ...]
 Augment = Callable[[Inputs, torch.Tensor, np.random.Generator], tuple[Inputs, torch.Tensor]]
 
 
+class TrainingDiverged(MirflowError):
+    """The loss became NaN or infinite: the learning rate is too high for this model."""
+
+
 class BatchSource(Protocol):
     """Re-iterable (x, y) batches; ``len()`` is the number of rows, not batches.
 
@@ -104,7 +108,8 @@ class TrainConfig:
     ``scheduler``: "plateau" halves (``plateau_factor``) the learning rate after
     ``plateau_patience`` epochs without a lower validation loss; "cosine" anneals it
     to 0 over ``max_epochs``; "none" keeps it.  Early stopping ends training after
-    ``patience`` epochs without a lower validation loss and restores the best epoch.
+    ``patience`` epochs without a validation loss lower by more than ``min_delta`` and
+    restores the best epoch.
     ``num_threads``: torch threads during training (None leaves torch's setting); 1 is
     the default because Dask already runs one task per core and torch would otherwise
     start one thread per core in every task.
@@ -115,6 +120,7 @@ class TrainConfig:
     batch_size: int = 32
     max_epochs: int = 100
     patience: int = 10
+    min_delta: float = 0.0  # a validation-loss decrease smaller than this is no improvement
     scheduler: str = "plateau"
     plateau_factor: float = 0.5
     plateau_patience: int = 3
@@ -134,6 +140,8 @@ class TrainConfig:
         for name in ("lr", "batch_size", "max_epochs", "patience"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"TrainConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        if self.min_delta < 0:
+            raise ConfigError(f"TrainConfig.min_delta must be >= 0, got {self.min_delta!r}")
         if self.weight_decay < 0 or self.plateau_patience < 0 or not 0 <= self.momentum < 1:
             raise ConfigError("TrainConfig: weight_decay and plateau_patience must be >= 0, "
                               "momentum in [0, 1)")
@@ -388,10 +396,10 @@ def train_model(
             record = {"epoch": epoch, "train_loss": train_loss, "val_loss": scores["loss"],
                       "val_metric": scores["metric"], "lr": lr}
             if not (math.isfinite(train_loss) and math.isfinite(scores["loss"])):
-                raise MirflowError(f"training diverged in epoch {epoch} (train loss {train_loss}, "
+                raise TrainingDiverged(f"training diverged in epoch {epoch} (train loss {train_loss}, "
                                    f"validation loss {scores['loss']}); lower TrainConfig.lr={config.lr}")
             history.append(record)
-            if record["val_loss"] < best_loss:
+            if record["val_loss"] < best_loss - config.min_delta:
                 best_loss, best_epoch = record["val_loss"], epoch
                 best_state = _cpu_state(model)
                 if checkpoint_path is not None:

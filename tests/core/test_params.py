@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows import FLOWS, params_model
+from flows import params_model, training_flows
 from mirflow.cli import build_parser, params_from_args
 from mirflow.pipelines.gtzan.params import GtzanParams
 from mirflow.pipelines.msd_hotness.params import MsdHotnessParams
@@ -29,7 +29,7 @@ def test_the_cli_accepts_the_old_options():
 
 
 def test_every_flow_shares_the_option_vocabulary():
-    for name in FLOWS:
+    for name in training_flows():
         fields = params_model(name).model_fields
         assert {"seed", "force", "data_dir", "store"} <= set(fields)
         assert "k_folds" not in fields and ("folds" in fields or "split" not in fields)

@@ -22,12 +22,12 @@ from prefect_stack import (
     wait_for_final_state,
 )
 
-from flows import FLOWS, entrypoint, load_flow, params_model, serve
+from flows import FLOWS, entrypoint, load_flow, params_model, serve, training_flows
 
 
 def test_every_flow_has_a_scheduled_deployment_with_valid_parameters():
     entries = serve.read_deployments(PREFECT_FILE)
-    for name in FLOWS:
+    for name in training_flows():
         mine = [e for e in entries if e.get("entrypoint") == entrypoint(name)]
         assert mine, f"deployments/prefect.yaml has no deployment for flow {name!r}"
         for entry in mine:
@@ -39,11 +39,17 @@ def test_every_flow_has_a_scheduled_deployment_with_valid_parameters():
 
 def test_serve_builds_each_flows_deployments_with_their_schedules():
     served = {(d.flow_name, d.name): d for d in serve.deployments()}
-    for name in FLOWS:
+    for name in training_flows():
         for full_name in deployment_names(name):
             deployment = served[tuple(full_name.split("/"))]
             assert deployment.schedules and deployment.schedules[0].schedule.cron
             assert "params" in deployment.parameters and deployment.enforce_parameter_schema
+
+
+def test_batch_scoring_has_a_manual_unscheduled_deployment():
+    served = {(d.flow_name, d.name): d for d in serve.deployments()}
+    assert set(FLOWS) - set(training_flows()) == {"kkbox_score"}
+    assert not served[("kkbox_score", "manual")].schedules
 
 
 def test_serve_serves_a_flow_without_an_entry_unscheduled(tmp_path):
@@ -72,7 +78,7 @@ def deployed(tmp_path_factory):
         deployed = deploy_and_start_worker(processes, processes.folder / "prefect_home")
         deployed.triggered = {
             name: run_deployment(deployed.server, deployment_names(name)[0], tiny_params(name, deployed.folder / f"store-{name}"))
-            for name in FLOWS
+            for name in training_flows()
         }
         bad = {"store": str(deployed.folder / "unused_store"), "fractions": [0.5, 0.2, 0.2]}
         deployed.triggered[BAD_FRACTIONS] = run_deployment(deployed.server, deployment_names("gtzan")[0], bad)
@@ -104,7 +110,7 @@ def test_a_parameter_the_schema_cannot_check_fails_the_run_naming_the_field(depl
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("name", list(FLOWS))
+@pytest.mark.parametrize("name", training_flows())
 def test_a_cli_triggered_run_completes_with_artifacts_and_report(deployed, name):
     server, store, run_id = deployed.server, deployed.folder / f"store-{name}", deployed.triggered[name]
     run = wait_for_final_state(server, run_id)

@@ -104,6 +104,23 @@ def test_early_stopping_restores_the_best_epoch():
     assert restored != pytest.approx(val_losses[-1], rel=1e-3)  # the last epoch's weights were replaced
 
 
+def test_min_delta_counts_only_large_enough_improvements():
+    # Separable blobs: validation loss keeps falling, but never by 10 per epoch.
+    train, validation = blobs()
+    config = TrainConfig(max_epochs=50, patience=3, lr=1e-2, min_delta=10.0, **CPU)
+    result = train_model(mlp(), train, validation, config)
+    assert result.best_epoch == 1 and result.epochs_run == 1 + config.patience
+    assert min(r["val_loss"] for r in result.history) < result.best_val_loss  # smaller improvements did happen
+
+
+def test_a_diverging_learning_rate_raises_training_diverged():
+    from mirflow.stages.training import TrainingDiverged
+
+    train, validation = blobs()
+    with pytest.raises(TrainingDiverged, match="diverged"):
+        train_model(mlp(), train, validation, TrainConfig(max_epochs=20, lr=1e30, **CPU))
+
+
 def test_plateau_schedule_halves_the_learning_rate():
     rng = np.random.default_rng(2)
     X, y = rng.normal(size=(60, 5)), rng.integers(0, 2, 60)

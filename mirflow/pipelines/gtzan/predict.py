@@ -4,7 +4,6 @@ fitted preprocessing. Long recordings are scored in windows and averaged."""
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,7 +12,6 @@ import pandas as pd
 import torch
 
 from mirflow.core.errors import ConfigError, DataError
-from mirflow.core.store import ArtifactStore
 from mirflow.io.audio import load_audio, segment_waveform
 from mirflow.pipelines.gtzan.features import FeatureSettings, extract_clip
 from mirflow.pipelines.gtzan.params import GtzanParams
@@ -24,14 +22,6 @@ AUDIO_SUFFIXES = {".wav", ".au", ".flac", ".mp3", ".ogg", ".aiff", ".aif", ".m4a
 DEFAULT_WINDOW_SECONDS = 30.0  # GTZAN clip length: the unit whole-clip models were trained on
 
 
-def resolve_run(run_dir: str, store: str) -> Run:
-    """A run folder path (…/runs/<id>) or a run id inside ``store``."""
-    path = Path(run_dir)
-    if path.is_dir() and path.parent.name == "runs":
-        return Run.open(ArtifactStore(str(path.parent.parent)), path.name)
-    return Run.open(store, run_dir)
-
-
 def audio_files(inputs: Sequence[str]) -> list[Path]:
     files = []
     for item in map(Path, inputs):
@@ -40,21 +30,6 @@ def audio_files(inputs: Sequence[str]) -> list[Path]:
         else:
             files.append(item)  # a missing or odd file gets its own error row
     return files
-
-
-def check_writable(out: str) -> None:
-    """Fail before scoring when the CSV cannot be written there. Its folder is created;
-    an existing file is opened for appending (which changes nothing), otherwise a probe
-    file is made and removed, so a failure leaves no empty CSV behind."""
-    path = Path(out)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            open(path, "a").close()
-        else:
-            tempfile.TemporaryFile(dir=path.parent).close()
-    except OSError as error:
-        raise ConfigError(f"cannot write --out {out}: {error.strerror or error}") from error
 
 
 def _check_run(run: Run, model_name: str) -> None:

@@ -1,0 +1,1 @@
+"""Vocal separation + spectrogram CNN ensembles (report 004) and transfer learning (report 001)."""
