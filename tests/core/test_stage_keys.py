@@ -38,9 +38,15 @@ STAGES = {
     "msd/design": "mirflow.pipelines.msd_hotness.extract:write_design",
     "msd/train": "mirflow.pipelines.msd_hotness.regression:write_fit",
     "msd/evaluate": "mirflow.pipelines.msd_hotness.regression:write_evaluation",
+    "kkbox/consolidate": "mirflow.pipelines.kkbox_relisten.relisten:write_consolidated",
+    "kkbox/split": "mirflow.pipelines.kkbox_relisten.relisten:write_split",
+    "kkbox/transform": "mirflow.pipelines.kkbox_relisten.relisten:write_transform",
+    "kkbox/train": "mirflow.pipelines.kkbox_relisten.relisten:write_network",
+    "kkbox/train-lightgbm": "mirflow.pipelines.kkbox_relisten.relisten:write_lightgbm",
+    "kkbox/evaluate": "mirflow.pipelines.kkbox_relisten.evaluate:write_evaluation",
 }
-EXTRACTION = {"gtzan/extract", "ab/extract", "msd/extract", "msd/clean", "msd/design"}
-TRAINING = {"gtzan/train", "ab/train", "ab/stack"}
+EXTRACTION = {"gtzan/extract", "ab/extract", "msd/extract", "msd/clean", "msd/design", "kkbox/consolidate", "kkbox/transform"}
+TRAINING = {"gtzan/train", "ab/train", "ab/stack", "kkbox/train"}
 
 # (file, text in it, replacement) -> the stages whose code reaches the edit: their keys must
 # change, all others must not (stages downstream of them re-key through their inputs, the
@@ -53,10 +59,10 @@ MUTATIONS = {
         {"ab/extract", "ab/scale", "ab/train"}),
     "a class reached only through the MODELS registry": (
         "models/cnn.py", "        super().__init__()\n", "        super().__init__()\n        self.edited = True\n",
-        {"gtzan/train", "gtzan/evaluate", "ab/train", "ab/stack"}),
+        {"gtzan/train", "gtzan/evaluate", "ab/train", "ab/stack", "kkbox/train", "kkbox/evaluate"}),
     "a default argument of a model": (
         "models/mlp.py", "dropout: float = 0.2,", "dropout: float = 0.25,",
-        {"gtzan/train", "gtzan/evaluate", "ab/train", "ab/stack"}),
+        {"gtzan/train", "gtzan/evaluate", "ab/train", "ab/stack", "kkbox/train", "kkbox/evaluate"}),
     "a helper two calls deep": (
         "pipelines/gtzan/features.py", "    if y.ndim != 1 or y.size == 0", "    if y.ndim != 1 or y.size < 2",
         {"gtzan/extract"}),
@@ -67,7 +73,7 @@ MUTATIONS = {
     "the continent polygons": (
         "pipelines/msd_hotness/geo.py", "(-76.5, 11.0)", "(-76.5, 11.5)", {"msd/clean"}),
     "training code": (
-        "stages/training.py", "    model.train()\n", "    model.train(True)\n", {"gtzan/train", "gtzan/evaluate", "ab/train", "ab/stack"}),
+        "stages/training.py", "    model.train()\n", "    model.train(True)\n", {"gtzan/train", "gtzan/evaluate", "ab/train", "ab/stack", "kkbox/train", "kkbox/evaluate"}),
 }
 
 
