@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, State
 from prefect.tasks import Task, exponential_backoff
 
-from tasks.runtime import is_transient
+from tasks.runtime import is_transient, stage_statuses
 
 # The artifact store is the cache (keys cover data, parameters and code); Prefect's
 # own input-hash cache would key on path strings and miss code edits.
@@ -32,10 +34,16 @@ _PLAIN = ContextVar("mirflow_plain_task_calls", default=False)
 
 class StageTask(Task):
     """A Prefect task that, inside ``plain_calls()``, is its plain function: called and
-    submitted in the caller's thread, with no task run and no Prefect API."""
+    submitted in the caller's thread, with no task run and no Prefect API. A task run
+    whose stages were all served from the store ends in a Completed state named
+    "Cached" (see ``task``); called, it still returns its value."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.fn(*args, **kwargs) if _PLAIN.get() else super().__call__(*args, **kwargs)
+        if _PLAIN.get():
+            return self.fn(*args, **kwargs)
+        value = super().__call__(*args, **kwargs)
+        # Prefect hands back what the function returned: here, possibly the Cached state.
+        return value.result() if isinstance(value, State) and not kwargs.get("return_state") else value
 
     def submit(self, *args: Any, **kwargs: Any) -> Any:
         return _Done(self.fn(*args, **kwargs)) if _PLAIN.get() else super().submit(*args, **kwargs)
@@ -53,7 +61,23 @@ class _Done:
 
 def task(**options: Any):
     """``prefect.task`` making a ``StageTask``."""
-    return lambda fn: StageTask(fn=fn, **options)
+    return lambda fn: StageTask(fn=_named_cached(fn), **options)
+
+
+def _named_cached(fn: Callable) -> Callable:
+    """``fn``, returning its value in a Completed state named "Cached" when every stage it
+    ran was served from the store: the Prefect UI then tells hits from computations, at
+    no extra API call (a returned state is the one Prefect sets)."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if _PLAIN.get():
+            return fn(*args, **kwargs)
+        with stage_statuses() as statuses:
+            value = fn(*args, **kwargs)
+        return Completed(name="Cached", data=value) if statuses and set(statuses) == {"cached"} else value
+
+    return run
 
 
 @contextmanager

@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from pydantic import BaseModel
 
 from mirflow.core import progress
 from mirflow.core.cluster import DaskPool
-from mirflow.core.fingerprint import code_hash, stable_hash
+from mirflow.core.fingerprint import code_hash, library_versions, stage_key, stage_parts
 from mirflow.core.materialize import StageFunction, materialize
 from mirflow.core.store import ArtifactRef, ArtifactStore
 from mirflow.datasets.base import demo_folder, ensure_demo
@@ -40,6 +42,7 @@ class RunContext:
     explain: bool = False
     stages: list[dict] = field(default_factory=list)
     progress: StageProgress = field(default_factory=lambda: StageProgress())
+    code_hashes: dict[Callable, str] = field(default_factory=dict, repr=False)  # the code does not change mid-run
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, entry: dict) -> None:
@@ -111,6 +114,28 @@ class StageProgress:
             self._bars.stop()
 
 
+# What the stages of the task running in this context did ("cached", "computed"): a task
+# whose stages were all served from the store says so in Prefect (``tasks.common``).
+_TASK_STAGES: ContextVar[list[str] | None] = ContextVar("mirflow_task_stages", default=None)
+
+
+@contextmanager
+def stage_statuses() -> Iterator[list[str]]:
+    """Collect the statuses of the stages ``run_stage`` settles inside the block."""
+    token = _TASK_STAGES.set(statuses := [])
+    try:
+        yield statuses
+    finally:
+        _TASK_STAGES.reset(token)
+
+
+def _settled(ctx: RunContext, entry: dict) -> None:
+    ctx.record(entry)
+    statuses = _TASK_STAGES.get()
+    if statuses is not None:
+        statuses.append(entry["status"])
+
+
 def run_stage(
     ctx: RunContext,
     stage: str,
@@ -128,24 +153,26 @@ def run_stage(
 
     ``size`` (a shard's file count) orders work on Dask, largest first: shards differ in
     size, and in arrival order the largest could start last while the other workers idle."""
-    parts = {"code": code_hash(func), "params": stable_hash(params), "inputs": stable_hash(inputs)}
-    ref = ArtifactRef(stage, stable_hash({"stage": stage, **parts}))
+    if func not in ctx.code_hashes:
+        ctx.code_hashes[func] = code_hash(func)
+    parts = stage_parts(ctx.code_hashes[func], params, inputs)
+    ref = ArtifactRef(stage, stage_key(stage, parts))
     entry = {"stage": stage, "label": label or stage, "key": ref.key, **parts}
     cached = ctx.store.reuse(ref)
     if cached and not ctx.forced(stage):
-        ctx.record({**entry, "status": "cached", "seconds": 0.0})
+        _settled(ctx, {**entry, "status": "cached", "seconds": 0.0})
         return ref
     if ctx.explain:
-        ctx.record({**entry, "status": "forced" if cached else "missing"})
+        _settled(ctx, {**entry, "status": "forced" if cached else "missing"})
         return ref
     logger = run_logger()
     logger.info("%s: computing %s (%s)", label or stage, ref.key[:12], "forced" if cached else "not cached")
-    meta = {"run_id": ctx.run_id, "flow": ctx.flow, **parts}
+    meta = {"run_id": ctx.run_id, "flow": ctx.flow, **parts, "library_versions": library_versions()}
     if on_dask:
         result = ctx.pool.run(materialize, ctx.store, ref, meta, func, args, key_prefix=stage, priority=size)
     else:
         result = materialize(ctx.store, ref, meta, func, args)
-    ctx.record({**entry, "status": "computed", **{k: result[k] for k in ("seconds", "peak_rss_bytes", "peak_rss_scope")}})
+    _settled(ctx, {**entry, "status": "computed", **{k: result[k] for k in ("seconds", "peak_rss_bytes", "peak_rss_scope")}})
     return ref
 
 
@@ -184,4 +211,4 @@ def is_transient(task, task_run, state) -> bool:
     return False
 
 
-__all__ = ["RunContext", "data_dir_or_demo", "is_transient", "run_logger", "run_stage"]
+__all__ = ["RunContext", "data_dir_or_demo", "is_transient", "run_logger", "run_stage", "stage_statuses"]

@@ -69,6 +69,10 @@ def render_report(
     return "\n".join(parts)
 
 
+# The parts of a stage's key (``fingerprint.stage_parts``), as `--explain` names them.
+WHY = {"code": "code", "libraries": "library versions", "params": "parameters", "inputs": "input data or upstream"}
+
+
 def explain_plan(stages: Sequence[dict], previous: dict | None) -> str:
     """Which stages would re-run and why, compared with the flow's latest run."""
     before = {s["label"]: s for s in (previous or {}).get("stages", [])}
@@ -84,7 +88,7 @@ def explain_plan(stages: Sequence[dict], previous: dict | None) -> str:
         if old is None:
             why = "never computed before"
         else:
-            changed = [name for name in ("code", "params", "inputs") if old.get(name) != stage.get(name)]
-            why = "changed: " + ", ".join({"code": "code", "params": "parameters", "inputs": "input data or upstream"}[c] for c in changed) if changed else "artifact missing from the store"
+            changed = [name for name in WHY if old.get(name) != stage.get(name)]
+            why = "changed: " + ", ".join(WHY[c] for c in changed) if changed else "artifact missing from the store"
         lines.append(f"{stage['label']}: would re-run ({why})")
     return "\n".join(lines)

@@ -98,3 +98,36 @@ def test_keys_follow_a_shared_stage_helper_into_mirflow_stages(monkeypatch):
     apply_scaler.__module__, apply_scaler.__qualname__ = "mirflow.stages.scaling", "apply_scaler"
     monkeypatch.setattr(scaling, "apply_scaler", apply_scaler)
     assert code_hash(regression.write_fit) != before
+
+
+def test_hashing_imports_no_package_a_function_imports_in_its_body(tmp_path, monkeypatch):
+    """Finding a body-imported module's file must not import its package: mirflow.models
+    loads torch, which `--explain` never needs."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _write_package(tmp_path, "def transform(x):\n    return x\n")
+    heavy = tmp_path / "mirflow_fp_demo" / "heavy"
+    heavy.mkdir()
+    (heavy / "__init__.py").write_text("raise RuntimeError('imported the heavy package')\n")
+    (heavy / "layers.py").write_text("width = 2\n")
+    (tmp_path / "mirflow_fp_demo" / "stage.py").write_text(
+        "def run_stage(x):\n    from mirflow_fp_demo.heavy.layers import width\n\n    return width * x\n"
+    )
+    before = _hash_stage(tmp_path)
+    assert "mirflow_fp_demo.heavy" not in sys.modules
+    (heavy / "layers.py").write_text("width = 3\n")
+    assert _hash_stage(tmp_path) != before
+
+
+def test_a_class_a_decorator_put_in_a_registry_is_covered(tmp_path, monkeypatch):
+    """A registry filled by a decorator names its classes nowhere near the dict: they are
+    followed by value."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = (
+        "MODELS = {}\n\n\ndef register(cls):\n    MODELS[cls.__name__] = cls\n    return cls\n\n\n"
+        "@register\nclass Net:\n    width = {width}\n\n\n"
+        "def transform(x):\n    return MODELS['Net'].width * x\n"
+    )
+    _write_package(tmp_path, registry.replace("{width}", "2"))
+    before = _hash_stage(tmp_path)
+    _write_package(tmp_path, registry.replace("{width}", "3"))
+    assert _hash_stage(tmp_path) != before

@@ -58,6 +58,22 @@ def statuses(result: dict) -> dict[str, list[str]]:
     return by_stage
 
 
+# The gtzan tasks that run a stage (tasks.runtime.run_stage), by task-run name.
+STAGE_TASKS = ("extract-shard-", "split_rows-", "fit_scaler_on_train-", "train-", "evaluate-")
+
+
+def latest_task_states() -> dict[str, str]:
+    """Task-run name -> state name of the newest flow run on the test's Prefect server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
+        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
+    return {run.name: run.state.name for run in task_runs}
+
+
 def test_first_run_writes_report_metrics_and_prefect_artifacts(prefect_server, workspace):
     result = gtzan(params=params(workspace))
     run_dir = Path(result["run_dir"])
@@ -84,16 +100,26 @@ def test_first_run_writes_report_metrics_and_prefect_artifacts(prefect_server, w
     with get_client(sync_client=True) as client:
         keys = {a.key for a in client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["gtzan-metrics", "gtzan-report"])))}
     assert keys == {"gtzan-metrics", "gtzan-report"}
+    states = latest_task_states()
+    assert any(name.startswith(STAGE_TASKS) for name in states) and set(states.values()) == {"Completed"}
 
 
 def test_unchanged_rerun_in_a_second_process_is_all_cache_hits(prefect_server, workspace):
+    from prefect.settings import PREFECT_API_URL
+
     p = params(workspace)
     cli = [sys.executable, "-m", "mirflow.cli", "run", "gtzan", *cli_options(p)]
-    done = subprocess.run(cli, capture_output=True, text=True, timeout=600, env={**os.environ})
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}  # the test's server, to read its task runs
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     run_id = done.stdout.split("run ", 1)[1].split(":", 1)[0]
     manifest = Run.open(p.store, run_id).manifest
     assert {s["status"] for s in manifest["stages"]} == {"cached"}
+    # The Prefect UI tells the hits apart: stage tasks end "Cached", the others "Completed".
+    states = latest_task_states()
+    stage_states = {name: state for name, state in states.items() if name.startswith(STAGE_TASKS)}
+    assert len(stage_states) == len(manifest["stages"]) and set(stage_states.values()) == {"Cached"}
+    assert {state for name, state in states.items() if name not in stage_states} == {"Completed"}
 
 
 def test_training_parameter_change_reruns_only_train_and_evaluate(prefect_server, workspace):
