@@ -193,7 +193,7 @@ def test_audit_fails_the_flow_on_an_artist_in_two_splits(first_run, workspace):
 
 def test_flow_on_real_msd_files(prefect_server, realdata, tmp_path):
     result = msd_hotness(params=MsdHotnessParams(
-        data_dir=str(realdata / "msd"), store=str(tmp_path / "store"), n_workers=1, shard_size=40, alphas=[1e-3, 1e-2]
+        data_dir=str(realdata / "msd"), store=str(tmp_path / "store"), **CLUSTER, shard_size=40, alphas=[1e-3, 1e-2]
     ))
     run = manifest(result)
     assert run["failures"] == [] and run["inputs"]["song_files"] == 98
