@@ -222,8 +222,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     store = ArtifactStore(args.store)
     if args.action == "list":
-        table = runs.list_runs(store)
-        print(table.to_string(index=False) if len(table) else "no runs yet")
+        rows = runs.list_runs(store)
+        print(text_table(rows) if rows else "no runs yet")
     elif args.action == "show":
         run = runs.Run.open(store, args.run_ids[0])
         print(run.report)
@@ -231,6 +231,15 @@ def cmd_runs(args: argparse.Namespace) -> int:
     else:
         print(json.dumps(runs.compare_runs(store, *args.run_ids), indent=2, default=str))
     return 0
+
+
+def text_table(rows: list[dict]) -> str:
+    """Rows as aligned plain-text columns (every key of any row; blank where absent)."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    cells = [columns] + [["" if row.get(c) is None else f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c])
+                          for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in cells)
 
 
 def cmd_store(args: argparse.Namespace) -> int:
@@ -244,7 +253,7 @@ def cmd_store(args: argparse.Namespace) -> int:
             print(f"{stage:<{width}} {entry['artifacts']:>6} items {entry['bytes'] / 2**20:>10.1f} MiB")
         print(f"{'total':<{width}} {sum(e['bytes'] for e in usage.values()) / 2**20:>23.1f} MiB")
         return 0
-    from mirflow import runs  # pandas: gc only
+    from mirflow import runs
 
     garbage = store.collect_garbage(runs.referenced_artifacts(store), dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"

@@ -40,11 +40,12 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import fsspec
-import pyarrow as pa
-import pyarrow.parquet as pq
+
+if TYPE_CHECKING:  # pyarrow is imported where Parquet is read or written: `store du` needs none
+    import pyarrow as pa
 
 META = "_meta.json"
 # A lease this old is taken as left by a run killed on another host (one killed here is
@@ -177,10 +178,14 @@ class ArtifactStore:
                 yield f
 
     def read_parquet(self, ref: ArtifactRef, name: str, columns: list[str] | None = None) -> pa.Table:
+        import pyarrow.parquet as pq
+
         with self._parquet_source(ref, name) as source:
             return pq.read_table(source, columns=columns)
 
     def parquet_schema(self, ref: ArtifactRef, name: str) -> pa.Schema:
+        import pyarrow.parquet as pq
+
         with self._parquet_source(ref, name) as source:
             return pq.read_schema(source)
 
@@ -188,6 +193,8 @@ class ArtifactStore:
         self, ref: ArtifactRef, name: str, columns: list[str] | None = None, batch_size: int = 64
     ) -> Iterator[pa.RecordBatch]:
         """Stream a Parquet file in record batches so no stage holds it all in memory."""
+        import pyarrow.parquet as pq
+
         with self._parquet_source(ref, name) as source:
             yield from pq.ParquetFile(source).iter_batches(batch_size=batch_size, columns=columns)
 
@@ -354,6 +361,8 @@ class ArtifactWriter:
         self.write_bytes(name, _json_bytes(obj))
 
     def write_parquet(self, name: str, table: pa.Table, row_group_size: int | None = None) -> None:
+        import pyarrow.parquet as pq
+
         buf = io.BytesIO()
         pq.write_table(table, buf, row_group_size=row_group_size, **PARQUET_SETTINGS)
         self.write_bytes(name, buf.getvalue())
@@ -361,6 +370,8 @@ class ArtifactWriter:
     def write_parquet_stream(self, name: str, schema: pa.Schema, row_groups: Iterable[pa.Table]) -> int:
         """Write each table of ``row_groups`` as one row group as soon as it arrives, so
         the producer never holds the whole file; returns the number of rows written."""
+        import pyarrow.parquet as pq
+
         rows = 0
         with self.open(name) as f, pq.ParquetWriter(f, schema, **PARQUET_SETTINGS) as parquet:
             for table in row_groups:

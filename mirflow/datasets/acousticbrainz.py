@@ -35,12 +35,15 @@ import re
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from mirflow.core.errors import ConfigError, DataError
 from mirflow.datasets.base import Failure, RemoteFile
+
+if TYPE_CHECKING:  # pandas is imported where used: `mirflow data list` needs none
+    import pandas as pd
 
 NAME = "acousticbrainz"
 LICENCE = (
@@ -293,6 +296,8 @@ def read_file(path: str | Path) -> dict:
 def read_table(paths: Iterable[str | Path], dtype: type = np.float32) -> tuple[pd.DataFrame, list[Failure]]:
     """``recordingmbid`` plus the ``LAYOUT`` columns (``dtype``, float32 halves memory), one row per
     readable file; unreadable ones come back as failures."""
+    import pandas as pd
+
     paths = [Path(p) for p in paths]
     matrix = np.empty((len(paths), len(LAYOUT)), dtype=dtype)
     mbids: list[str] = []
@@ -327,6 +332,8 @@ def read_groundtruth(tsv_path: str | Path) -> pd.DataFrame:
     ``genres`` lists a row's labels in file order, subgenres (``rock---alternative``) included;
     the tab padding of ragged rows is dropped.
     """
+    import pandas as pd
+
     path = Path(tsv_path)
     opener = bz2.open if path.suffix == ".bz2" else open
     try:

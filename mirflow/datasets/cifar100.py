@@ -12,12 +12,15 @@ from __future__ import annotations
 import pickle
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from mirflow.core.errors import ConfigError, DataError
 from mirflow.datasets.base import Failure, RemoteFile
+
+if TYPE_CHECKING:  # pandas is imported where used: `mirflow data list` needs none
+    import pandas as pd
 
 NAME = "cifar100"
 LICENCE = (
@@ -132,6 +135,8 @@ def read_meta(data_dir: str | Path) -> tuple[list[str], list[str]]:
 def read_table(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, list[Failure]]:
     """One row per image: ``split`` (file name), ``index`` (row in that file), ``filename``,
     ``fine_label``, ``coarse_label``. Pixels stay out (60,000 x 3 KiB); ``read_split`` gives them."""
+    import pandas as pd
+
     tables, failures = [], []
     for path in map(Path, paths):
         try:
@@ -145,6 +150,8 @@ def read_table(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, list[Failure]
 
 
 def _image_rows(split: str, unit: dict) -> pd.DataFrame:
+    import pandas as pd
+
     n = len(unit["filenames"])
     return pd.DataFrame({
         "split": pd.Series([split] * n, dtype="str"),

@@ -22,13 +22,15 @@ from dataclasses import dataclass, replace
 from functools import cache, lru_cache
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-import soundfile as sf
 
 from mirflow.core.errors import ConfigError
 from mirflow.datasets.base import Failure, RemoteFile
+
+if TYPE_CHECKING:  # pandas and soundfile are imported where used: `mirflow data list` needs neither
+    import pandas as pd
 
 NAME = "gtzan"
 LICENCE = "Research use only; audio gathered without copyright permission (Tzanetakis & Cook 2002); no redistribution."
@@ -94,6 +96,8 @@ def discover(data_dir: str | Path) -> pd.DataFrame:
     folder, no audio files, audio files outside ``<genre>/`` folders, a GTZAN-named file
     in another genre's folder, a clip id used twice, or fewer than two genres.
     """
+    import pandas as pd
+
     root = _genres_root(data_dir)
     files = _audio_files(root)
     if not files:
@@ -167,6 +171,9 @@ def read_file(path: str | Path, sr: int = SAMPLE_RATE) -> dict:
 def read_table(paths: list[str | Path]) -> tuple[pd.DataFrame, list[Failure]]:
     """Header metadata of many clips without decoding them: clip_id, genre, duration_s,
     sample_rate, channels. Files whose header cannot be read become failures."""
+    import pandas as pd
+    import soundfile as sf
+
     rows, failures = [], []
     for path in map(Path, paths):
         try:
@@ -196,6 +203,8 @@ def check_checksums(data_dir: str | Path) -> pd.DataFrame:
     ``missing`` (indexed, not on disk) or ``unindexed`` (on disk, but not a ``.wav`` clip
     of the index: ``.au`` originals, users' own files). Sorted by clip_id.
     """
+    import pandas as pd
+
     from mirflow.io.download import file_checksum
 
     index = checksum_index()
@@ -438,6 +447,8 @@ def synthesize(
     presence (``is_synthetic``) means a complete set. Returns the clip paths, good clips
     sorted by clip id, then the corrupt ones.
     """
+    import soundfile as sf
+
     genres = tuple(genres)
     unknown = [g for g in genres if g not in _STYLES]
     if unknown or len(set(genres)) != len(genres) or len(genres) < 2:

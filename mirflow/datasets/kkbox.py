@@ -24,15 +24,16 @@ import functools
 import io
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pcsv
 
 from mirflow.core.errors import ConfigError, DataError
 from mirflow.datasets.base import Failure, RemoteFile
+
+if TYPE_CHECKING:  # pandas and pyarrow are imported where used: `mirflow data list` needs neither
+    import pandas as pd
+    import pyarrow as pa
 
 NAME = "kkbox"
 LICENCE = "Kaggle competition data: use limited by the competition rules (non-commercial research)."
@@ -73,13 +74,22 @@ SCHEMAS: dict[str, dict[str, str]] = {
     },
     "song_extra_info": {"song_id": "id", "name": "text", "isrc": "text"},
 }
-_ARROW_TYPES = {
-    "id": pa.string(), "text": pa.string(), "list": pa.string(),
-    "category": pa.dictionary(pa.int32(), pa.string()),
-    "int8": pa.int8(), "int64": pa.int64(),
-    "Int64": pa.float64(),  # via float: a missing value must not fail the read
-    "date": pa.timestamp("ms"),
-}
+
+
+@functools.cache
+def _arrow_types() -> dict:
+    """Arrow read type per column kind (a function: pyarrow is imported only when reading)."""
+    import pyarrow as pa
+
+    return {
+        "id": pa.string(), "text": pa.string(), "list": pa.string(),
+        "category": pa.dictionary(pa.int32(), pa.string()),
+        "int8": pa.int8(), "int64": pa.int64(),
+        "Int64": pa.float64(),  # via float: a missing value must not fail the read
+        "date": pa.timestamp("ms"),
+    }
+
+
 _FREE_TEXT = {"songs", "song_extra_info"}  # quoted fields there may hold newlines
 _LIST_COLUMNS = [c for c, kind in SCHEMAS["songs"].items() if kind == "list"]
 
@@ -105,6 +115,8 @@ def _check_header(path: Path, columns: list[str]) -> None:
 
 def _complete_lines(path: Path) -> str | pa.BufferReader:
     """The file, or, when its last line is unterminated (truncated), all lines before it."""
+    import pyarrow as pa
+
     with open(path, "rb") as f:
         f.seek(-1, io.SEEK_END)
         if f.read(1) == b"\n":
@@ -115,6 +127,10 @@ def _complete_lines(path: Path) -> str | pa.BufferReader:
 
 
 def _to_pandas(table: pa.Table, name: str, path: str | Path) -> pd.DataFrame:
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     columns = {}
     for column, kind in SCHEMAS[name].items():
         values = table[column]
@@ -134,6 +150,10 @@ def _to_pandas(table: pa.Table, name: str, path: str | Path) -> pd.DataFrame:
 
 def read_file(path: str | Path) -> pd.DataFrame:
     """One KKBOX table, typed by its file name (see ``SCHEMAS``); extra columns are ignored."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+
     path = Path(path)
     name = _table_name(path)
     schema = SCHEMAS[name]
@@ -143,7 +163,7 @@ def read_file(path: str | Path) -> pd.DataFrame:
             _complete_lines(path),
             parse_options=pcsv.ParseOptions(newlines_in_values=name in _FREE_TEXT),
             convert_options=pcsv.ConvertOptions(
-                column_types={c: _ARROW_TYPES[kind] for c, kind in schema.items()},
+                column_types={c: _arrow_types()[kind] for c, kind in schema.items()},
                 include_columns=list(schema),
                 null_values=[""],
                 strings_can_be_null=True,
@@ -157,12 +177,16 @@ def read_file(path: str | Path) -> pd.DataFrame:
 
 
 def _empty(name: str) -> pd.DataFrame:
-    schema = pa.schema([(c, _ARROW_TYPES[kind]) for c, kind in SCHEMAS[name].items()])
+    import pyarrow as pa
+
+    schema = pa.schema([(c, _arrow_types()[kind]) for c, kind in SCHEMAS[name].items()])
     return _to_pandas(schema.empty_table(), name, f"{name}.csv")
 
 
 def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """Concatenate rows; categorical columns get the union of categories (not object)."""
+    import pandas as pd
+
     for column in frames[0].select_dtypes("category"):
         categories = sorted(set().union(*(f[column].cat.categories for f in frames)))
         frames = [f.assign(**{column: f[column].cat.set_categories(categories)}) for f in frames]
@@ -177,6 +201,8 @@ def join_training_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     get NA there. Integer side columns become nullable so a miss keeps their type.
     If a side table repeats a key, its first row is used.
     """
+    import pandas as pd
+
     train = tables.get("train", _empty("train"))
     test = tables.get("test", _empty("test"))
     rows = _stack([
@@ -195,6 +221,8 @@ def join_training_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 
 def read_table(paths: list[str | Path]) -> tuple[pd.DataFrame, list[Failure]]:
     """The given KKBOX CSVs as one training table (``join_training_table``), plus failures."""
+    import pandas as pd
+
     tables: dict[str, pd.DataFrame] = {}
     failures = []
     for path in paths:
@@ -241,6 +269,8 @@ def _names(prefix: str, picks: np.ndarray, sep: str = "|  ") -> list[str]:
 
 
 def _members(rng: np.random.Generator, n_users: int) -> pd.DataFrame:
+    import pandas as pd
+
     start = rng.integers(12418, 17197, n_users)  # 2004-01-01 .. 2017-01-31
     known_age = rng.random(n_users) < 0.45
     return pd.DataFrame({
@@ -255,6 +285,8 @@ def _members(rng: np.random.Generator, n_users: int) -> pd.DataFrame:
 
 
 def _songs(rng: np.random.Generator, n_songs: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    import pandas as pd
+
     genre = rng.choice(len(_GENRES), n_songs, p=np.linspace(2, 0.2, len(_GENRES)) / 11)
     second = rng.choice(len(_GENRES), n_songs)
     genre_ids = [
@@ -286,6 +318,8 @@ def _songs(rng: np.random.Generator, n_songs: int) -> tuple[pd.DataFrame, pd.Dat
 def _listens(rng: np.random.Generator, n: int, users: pd.DataFrame, songs: pd.DataFrame,
              taste: np.ndarray, bias: np.ndarray) -> pd.DataFrame:
     """``n`` listening events; ``target`` drawn from the learnable re-listen model."""
+    import pandas as pd
+
     user = rng.integers(0, len(users), n)
     song = rng.integers(0, len(songs), n)
     first_genre = songs["genre_ids"].str.split("|").str[0].to_numpy()

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import string
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import h5py
 import numpy as np
-import pandas as pd
 
 from mirflow.core.errors import ConfigError, DataError
 from mirflow.datasets.base import Failure, RemoteFile
+
+if TYPE_CHECKING:  # h5py and pandas are imported where used: `mirflow data list` needs neither
+    import h5py
+    import pandas as pd
 
 NAME = "msd"
 LICENCE = (
@@ -145,6 +147,8 @@ def _read(dataset: h5py.Dataset) -> np.ndarray:
     MSD strings are NULLTERM, numpy's are NULLPAD: reading through h5py's default
     memory type makes HDF5 convert field by field, about 30 % of the read time.
     """
+    import h5py
+
     file_type = dataset.id.get_type()
     out = np.empty(dataset.id.shape, dtype=_numpy_dtype(dataset, file_type))
     if out.size:
@@ -197,6 +201,8 @@ def read_file(path: str | Path, *, timbre: bool = False) -> dict[str, Any]:
     float. With ``timbre=True`` adds ``timbre01_mean``..``timbre12_var``: per-dimension
     mean and population variance over the song's segments (NaN without segments).
     """
+    import h5py
+
     try:
         # No HDF5 file locking: song files are only read, often from read-only or
         # network mounts (the AWS snapshot) where locking fails.
@@ -226,6 +232,8 @@ def read_table(paths: list[str | Path], *, timbre: bool = False) -> tuple[pd.Dat
     float64), which is what pyarrow gives back, so the table survives a Parquet
     round trip unchanged.
     """
+    import pandas as pd
+
     songs, failures = [], []
     for path in paths:
         try:
@@ -388,6 +396,8 @@ def _song_arrays(
 
 
 def _write_song(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    import h5py
+
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as h5:
         for name, data in arrays.items():

@@ -19,16 +19,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
-from pydantic import BaseModel
-
 from mirflow.core.errors import ConfigError
 from mirflow.core.fingerprint import stable_hash
 from mirflow.core.store import ArtifactRef, ArtifactStore
 from mirflow.runs import report
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas, pydantic and torch: imported where used (`runs list` answers within 1 s)
+    import pandas as pd
     import torch
+    from pydantic import BaseModel
 
 PACKAGES = ("mirflow", "prefect", "dask", "distributed", "numpy", "pandas", "pyarrow", "h5py", "torch", "librosa", "scikit-learn")
 
@@ -192,6 +191,8 @@ class Run:
 
     def predictions(self, name: str | None = None) -> pd.DataFrame:
         """One row per clip (mean over its rows), with the clip's split."""
+        import pandas as pd
+
         name = name or self.manifest["best_model"]
         return pd.read_parquet(io.BytesIO(self.store.read_run_file(self.run_id, f"predictions/{name}.parquet")))
 
@@ -232,7 +233,8 @@ def check_writable(out: str) -> None:
         raise ConfigError(f"cannot write --out {out}: {error.strerror or error}") from error
 
 
-def list_runs(store: ArtifactStore) -> pd.DataFrame:
+def list_runs(store: ArtifactStore) -> list[dict]:
+    """One row per finished run: flow, tag, best model and its headline metric."""
     rows = []
     for run_id in store.list_runs():
         if not store.run_has(run_id, "manifest.json"):
@@ -254,7 +256,7 @@ def list_runs(store: ArtifactStore) -> pd.DataFrame:
                 "commit": (manifest["code"]["commit"] or "")[:8] + ("+" if manifest["code"]["dirty"] else ""),
             }
         )
-    return pd.DataFrame(rows)
+    return rows
 
 
 def compare_runs(store: ArtifactStore, first: str, second: str) -> dict:

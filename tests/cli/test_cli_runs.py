@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.gtzan import gtzan
 from mirflow.cli import main
@@ -21,14 +20,13 @@ from mirflow.pipelines.gtzan.params import GtzanParams
 
 
 @pytest.fixture(scope="module")
-def finished_runs(tmp_path_factory):
+def finished_runs(tmp_path_factory, prefect_server, dask_scheduler):
     root = tmp_path_factory.mktemp("cli_runs")
     gtzan_data.synthesize(root / "data", n_per_genre=3, duration_s=3.0, seed=2)
-    base = dict(data_dir=str(root / "data"), store=str(root / "store"), n_workers=1, shard_size=16,
+    base = dict(data_dir=str(root / "data"), store=str(root / "store"), dask_address=dask_scheduler, shard_size=16,
                 max_epochs=2, patience=1, cnn_frames=32, fractions=(0.6, 0.2, 0.2))
-    with prefect_test_harness(server_startup_timeout=120):
-        first = gtzan(params=GtzanParams(**base))
-        second = gtzan(params=GtzanParams(**base, lr=0.01, tag="faster"))
+    first = gtzan(params=GtzanParams(**base))
+    second = gtzan(params=GtzanParams(**base, lr=0.01, tag="faster"))
     return root, first, second
 
 

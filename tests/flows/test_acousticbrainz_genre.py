@@ -17,7 +17,13 @@ from mirflow.datasets import acousticbrainz as ab
 from mirflow.pipelines.acousticbrainz_genre.params import AcousticBrainzParams
 from mirflow.runs import Run
 
-SETTINGS = dict(n_workers=1, shard_size=100, folds=2, max_epochs=10, patience=3, batch_size=32, hidden=32)
+SETTINGS = dict(shard_size=100, folds=2, max_epochs=10, patience=3, batch_size=32, hidden=32)
+CLUSTER: dict[str, str] = {}  # dask_address: the session's Dask cluster, for every run of this module
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _on_the_shared_cluster(dask_scheduler):
+    CLUSTER["dask_address"] = dask_scheduler
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +34,8 @@ def workspace(tmp_path_factory) -> Path:
 
 
 def params(workspace: Path, **overrides) -> AcousticBrainzParams:
-    return AcousticBrainzParams(data_dir=str(workspace / "data"), store=str(workspace / "store"), **{**SETTINGS, **overrides})
+    return AcousticBrainzParams(data_dir=str(workspace / "data"), store=str(workspace / "store"),
+                                **{**SETTINGS, **CLUSTER, **overrides})
 
 
 def statuses(workspace: Path, result: dict) -> dict[str, set[str]]:
@@ -76,10 +83,25 @@ def test_report_has_the_papers_tables_and_the_layout(first_run):
     assert 0 < layout["columns_with_missing"]["rhythm.beats_loudness.median"] < 120
 
 
-def test_unchanged_rerun_is_all_cache_hits_from_the_cli(first_run, workspace):
+def cli_options(p: AcousticBrainzParams) -> list[str]:
+    """``mirflow run acousticbrainz_genre`` options giving ``params(workspace)``."""
+    options = ["--data-dir", p.data_dir, "--store", p.store, "--n-workers", "1"]
+    return options + [arg for key, value in SETTINGS.items() for arg in (f"--{key.replace('_', '-')}", str(value))]
+
+
+def test_unchanged_rerun_from_the_cli_is_all_cache_hits(first_run, workspace, capsys):
+    from mirflow.cli import main
+
     p = params(workspace)
-    cli = [sys.executable, "-m", "mirflow.cli", "run", "acousticbrainz_genre", "--data-dir", p.data_dir, "--store", p.store]
-    cli += [arg for key, value in SETTINGS.items() for arg in (f"--{key.replace('_', '-')}", str(value))]
+    assert main(["run", "acousticbrainz_genre", *cli_options(p)]) == 0
+    run_id = capsys.readouterr().out.split("run ", 1)[1].split(":", 1)[0]
+    assert {s["status"] for s in Run.open(p.store, run_id).manifest["stages"]} == {"cached"}
+
+
+@pytest.mark.heavy  # a second interpreter and its temporary Prefect server: 25-40 s; the same run in-process is above
+def test_unchanged_rerun_in_a_second_process_is_all_cache_hits(first_run, workspace):
+    p = params(workspace)
+    cli = [sys.executable, "-m", "mirflow.cli", "run", "acousticbrainz_genre", *cli_options(p)]
     done = subprocess.run(cli, capture_output=True, text=True, timeout=600, env={**os.environ})
     assert done.returncode == 0, done.stderr[-3000:]
     run_id = done.stdout.split("run ", 1)[1].split(":", 1)[0]

@@ -23,6 +23,14 @@ from mirflow.runs import Run
 from mirflow.core.store import ArtifactRef, ArtifactStore
 
 
+CLUSTER: dict[str, str] = {}  # dask_address: the session's Dask cluster, for every run of this module
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _on_the_shared_cluster(dask_scheduler):
+    CLUSTER["dask_address"] = dask_scheduler
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("gtzan_flow")
@@ -34,7 +42,7 @@ def params(workspace: Path, **overrides) -> GtzanParams:
     values = dict(
         data_dir=str(workspace / "data"),
         store=str(workspace / "store"),
-        n_workers=1,
+        **CLUSTER,
         shard_size=8,
         max_epochs=3,
         patience=2,
@@ -104,10 +112,21 @@ def test_first_run_writes_report_metrics_and_prefect_artifacts(prefect_server, w
     assert any(name.startswith(STAGE_TASKS) for name in states) and set(states.values()) == {"Completed"}
 
 
+def test_unchanged_rerun_from_the_cli_is_all_cache_hits(prefect_server, workspace, capsys):
+    from mirflow.cli import main
+
+    p = params(workspace)
+    assert main(["run", "gtzan", *cli_options(p)]) == 0
+    run_id = capsys.readouterr().out.split("run ", 1)[1].split(":", 1)[0]
+    assert {s["status"] for s in Run.open(p.store, run_id).manifest["stages"]} == {"cached"}
+
+
+@pytest.mark.heavy  # a second interpreter and its temporary Prefect server: 25-40 s; the same run in-process is above
 def test_unchanged_rerun_in_a_second_process_is_all_cache_hits(prefect_server, workspace):
     from prefect.settings import PREFECT_API_URL
 
     p = params(workspace)
+    gtzan(params=p)  # the run to repeat: all cached when the first-run test ran in this session (not in `-m heavy`)
     cli = [sys.executable, "-m", "mirflow.cli", "run", "gtzan", *cli_options(p)]
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}  # the test's server, to read its task runs
     done = subprocess.run(cli, capture_output=True, text=True, timeout=600, env=env)

@@ -32,8 +32,16 @@ def workspace(tmp_path_factory):
     return root
 
 
+CLUSTER: dict[str, str] = {}  # dask_address: the session's Dask cluster, for the runs of this module on tiny data
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _on_the_shared_cluster(dask_scheduler):
+    CLUSTER["dask_address"] = dask_scheduler
+
+
 def params(workspace: Path, store: str = "store", **overrides) -> MsdHotnessParams:
-    values = dict(data_dir=str(workspace / "data"), store=str(workspace / store), n_workers=1, shard_size=25, alphas=[1e-3, 1e-2])
+    values = dict(data_dir=str(workspace / "data"), store=str(workspace / store), **CLUSTER, shard_size=25, alphas=[1e-3, 1e-2])
     return MsdHotnessParams(**{**values, **overrides})
 
 
@@ -84,10 +92,24 @@ def test_first_run_writes_results_figures_and_prefect_artifacts(first_run):
     assert keys == set(wanted)
 
 
+def cli_options(p: MsdHotnessParams) -> list[str]:
+    """``mirflow run msd_hotness`` options giving ``params(workspace)``."""
+    return ["--data-dir", p.data_dir, "--store", p.store, "--n-workers", "1", "--shard-size", "25", "--alphas", "0.001", "0.01"]
+
+
+def test_unchanged_rerun_from_the_cli_is_all_cache_hits(first_run, workspace, capsys):
+    from mirflow.cli import main
+
+    p = params(workspace)
+    assert main(["run", "msd_hotness", *cli_options(p)]) == 0
+    run_id = capsys.readouterr().out.split("run ", 1)[1].split(":", 1)[0]
+    assert {s["status"] for s in Run.open(p.store, run_id).manifest["stages"]} == {"cached"}
+
+
+@pytest.mark.heavy  # a second interpreter and its temporary Prefect server: 25-40 s; the same run in-process is above
 def test_cli_rerun_in_a_second_process_is_all_cache_hits(first_run, workspace):
     p = params(workspace)
-    cli = [sys.executable, "-m", "mirflow.cli", "run", "msd_hotness", "--data-dir", p.data_dir, "--store", p.store,
-           "--n-workers", "1", "--shard-size", "25", "--alphas", "0.001", "0.01"]
+    cli = [sys.executable, "-m", "mirflow.cli", "run", "msd_hotness", *cli_options(p)]
     done = subprocess.run(cli, capture_output=True, text=True, timeout=600, env={**os.environ})
     assert done.returncode == 0, done.stderr[-3000:]
     run_id = done.stdout.split("run ", 1)[1].split(":", 1)[0]
@@ -104,7 +126,8 @@ def test_a_new_alpha_fits_only_the_new_models(first_run, workspace):
 
 @pytest.mark.heavy  # a second local cluster, of two worker processes
 def test_etl_bytes_do_not_depend_on_the_number_of_workers(first_run, workspace):
-    msd_hotness(params=params(workspace, store="store-2-workers", n_workers=2, variants=["hashed"], models=["lasso"], alphas=[1e-2]))
+    msd_hotness(params=params(workspace, store="store-2-workers", dask_address=None, n_workers=2, variants=["hashed"],
+                              models=["lasso"], alphas=[1e-2]))
     one, two = etl_tables(workspace / "store"), etl_tables(workspace / "store-2-workers")
     assert len(one) > 3 and one == two
 
@@ -170,7 +193,7 @@ def test_audit_fails_the_flow_on_an_artist_in_two_splits(first_run, workspace):
 
 def test_flow_on_real_msd_files(prefect_server, realdata, tmp_path):
     result = msd_hotness(params=MsdHotnessParams(
-        data_dir=str(realdata / "msd"), store=str(tmp_path / "store"), n_workers=1, shard_size=40, alphas=[1e-3, 1e-2]
+        data_dir=str(realdata / "msd"), store=str(tmp_path / "store"), **CLUSTER, shard_size=40, alphas=[1e-3, 1e-2]
     ))
     run = manifest(result)
     assert run["failures"] == [] and run["inputs"]["song_files"] == 98

@@ -70,8 +70,8 @@ def test_flow_runs_on_an_existing_dask_cluster(prefect_server, dask_cluster, tmp
     assert set(metrics["models"]) == {"mlp", "cnn"}
 
 
-def test_flow_on_real_gtzan_clips(prefect_server, realdata, tmp_path):
-    params = GtzanParams(data_dir=str(realdata / "gtzan"), store=str(tmp_path / "store"), n_workers=2,
+def test_flow_on_real_gtzan_clips(realdata, prefect_server, dask_scheduler, tmp_path):  # skipped before starting either
+    params = GtzanParams(data_dir=str(realdata / "gtzan"), store=str(tmp_path / "store"), dask_address=dask_scheduler,
                          max_epochs=3, patience=2, cnn_frames=128, fractions=(0.58, 0.21, 0.21))
     result = gtzan(params=params)
     run_dir = Path(result["run_dir"])
