@@ -221,7 +221,6 @@ def join_training_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 
 def read_table(paths: list[str | Path]) -> tuple[pd.DataFrame, list[Failure]]:
     """The given KKBOX CSVs as one training table (``join_training_table``), plus failures."""
-    import pandas as pd
 
     tables: dict[str, pd.DataFrame] = {}
     failures = []
