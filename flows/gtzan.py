@@ -12,7 +12,7 @@ from flows.common import flow_options
 from mirflow.pipelines.gtzan.extract import audio_input_specs
 from mirflow.pipelines.gtzan.params import GtzanParams, segment_seconds
 from tasks.classify import audit_leakage, collect_classification_outputs, evaluate_model, fit_scaler_on_train, train_model
-from tasks.gtzan import discover_gtzan_clips, extract_audio_shard
+from tasks.gtzan import choose_gtzan_split, describe_split, discover_gtzan_clips, extract_audio_shard
 from tasks.run import finish_run, start_run
 from tasks.shards import collect_shards, plan_input_shards
 from tasks.split import split_rows
@@ -31,7 +31,8 @@ def gtzan(params: GtzanParams = GtzanParams(), explain: bool = False) -> dict:
             extract_audio_shard.submit(ctx, s, settings, segment_seconds(params.segment), params.min_duration) for s in shards
         ]
         features = collect_shards(ctx, [f.result() for f in extracted], len(clips))
-        split = split_rows(ctx, features)
+        choice = choose_gtzan_split(ctx, clips)
+        split = split_rows(ctx, features, name=choice.name, listed=choice.listed)
         scaler = fit_scaler_on_train(ctx, features, split, specs["mlp"])
         audit_leakage(ctx, features, split, scaler, specs["mlp"])
         models = {m: train_model.submit(ctx, features, split, scaler, specs[m]) for m in params.models}
@@ -40,7 +41,9 @@ def gtzan(params: GtzanParams = GtzanParams(), explain: bool = False) -> dict:
             "features": settings, "segment_seconds": segment_seconds(params.segment), "min_duration": params.min_duration,
             "clips": len(clips),
         }
-        outputs = collect_classification_outputs(ctx, [e.result() for e in evaluations], features, scaler, specs, inputs)
+        inputs["split"] = choice.name
+        notes = describe_split(ctx, split, choice)
+        outputs = collect_classification_outputs(ctx, [e.result() for e in evaluations], features, scaler, specs, inputs, notes)
         return finish_run(ctx, outputs)
     finally:
         ctx.close()

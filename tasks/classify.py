@@ -62,6 +62,7 @@ def collect_classification_outputs(
     scaler: ArtifactRef,
     specs: dict[str, classification.InputSpec],
     inputs: dict,
+    notes: list[str] = (),
 ) -> runs.RunOutputs:
     """Metrics, models, predictions and figures of every evaluated model, plus what
     `mirflow predict` needs (preprocessing and input specs), for the run folder."""
@@ -70,7 +71,7 @@ def collect_classification_outputs(
     from mirflow.stages.training import MODEL  # torch: only once there are models to collect
 
     store = ctx.store
-    outputs = runs.RunOutputs({}, failures=features.failures(), extra={"inputs": inputs})
+    outputs = runs.RunOutputs({}, failures=features.failures(), extra={"inputs": inputs}, notes=list(notes))
     for evaluation in evaluations:
         model, evaluated = evaluation["model"], evaluation["evaluation"]
         outputs.metrics_by_model[model] = store.read_json(evaluated, "metrics.json")

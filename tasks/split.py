@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
-from mirflow.core.fingerprint import file_fingerprint
+from mirflow.core.fingerprint import file_fingerprint, stable_hash
 from mirflow.core.params import SplitParams, subset
 from mirflow.core.store import ArtifactRef
 from mirflow.stages.featuresets import FeatureSet
@@ -14,12 +15,17 @@ from tasks.runtime import RunContext, run_stage
 
 
 @task(**STAGE_DEFAULTS)
-def split_rows(ctx: RunContext, features: FeatureSet, stratify: bool = True) -> ArtifactRef:
-    """Every pipeline's group-exclusive split; ``stratify=False`` for a continuous target."""
+def split_rows(
+    ctx: RunContext, features: FeatureSet, stratify: bool = True, name: str | None = None, listed: Mapping[str, str] | None = None
+) -> ArtifactRef:
+    """Every pipeline's group-exclusive split; ``stratify=False`` for a continuous target.
+    ``name`` and ``listed`` (id -> split name) give a pipeline's own predefined split."""
     params = {**subset(ctx.params, SplitParams), "seed": ctx.params.seed, "stratify": stratify}
+    params["split"] = name or params["split"]
     split_file = params["split_file"]
-    inputs = {"shards": [r.key for r in features.shards], "split_file": split_file and split_file_digest(split_file)}
-    args = (features, params["fractions"], params["seed"], split_file, params["folds"], stratify)
+    inputs = {"shards": [r.key for r in features.shards], "split_file": split_file and split_file_digest(split_file),
+              "listed": listed and stable_hash(dict(listed))}
+    args = (features, params["fractions"], params["seed"], split_file, params["folds"], stratify, listed)
     return run_stage(ctx, "split", write_split, params, inputs, args)
 
 

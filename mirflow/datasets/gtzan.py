@@ -51,6 +51,7 @@ AUDIO_SUFFIXES = (".au", ".wav", ".flac", ".mp3", ".ogg")
 KNOWN_UNREADABLE = ("jazz.00054",)  # undecodable in widely shared public copies
 SYNTHETIC_MARKER = "SYNTHETIC.md"
 CHECKSUM_INDEX = Path(__file__).with_name("indexes") / "gtzan_genre.json"
+FILTERED_SPLIT_INDEX = Path(__file__).with_name("indexes") / "gtzan_filtered_split.json"
 
 _GTZAN_NAME = re.compile(r"^([A-Za-z]+)\.\d+$")
 _COLUMNS = ["clip_id", "path", "genre", "group"]
@@ -210,6 +211,35 @@ def check_checksums(data_dir: str | Path) -> pd.DataFrame:
     rows += [(clip_id, None, md5, None, "missing") for clip_id, md5 in index.items() if clip_id not in present]
     return pd.DataFrame(rows, columns=["clip_id", "path", "expected", "actual", "status"]).sort_values(
         "clip_id", ignore_index=True
+    )
+
+
+# --- the artist-filtered split -----------------------------------------------------------
+
+
+@cache
+def filtered_split() -> Mapping[str, str]:
+    """clip_id -> ``train``/``validation``/``test`` of the artist-filtered split (Kereliuk,
+    Sturm & Larsen 2015; 443/197/290 clips, as torchaudio's ``gtzan.py`` carries it): no
+    artist in two splits; the 70 clips it leaves out (repeats, distortions) are in none."""
+    lists = json.loads(FILTERED_SPLIT_INDEX.read_text())
+    return MappingProxyType({clip: split for split in ("train", "validation", "test") for clip in lists[split]})
+
+
+def is_standard_copy(clips: pd.DataFrame, verify_checksums: bool = False) -> bool:
+    """Whether ``clips`` (from ``discover``) are the 1,000 clips of the published GTZAN:
+    the index's clip ids, each in its genre's folder, and, with ``verify_checksums``,
+    every file a ``.wav`` with the index's md5 (reads every file)."""
+    index = checksum_index()
+    if len(clips) != len(index) or set(clips["clip_id"]) != index.keys():
+        return False
+    if not verify_checksums:
+        return True
+    from mirflow.io.download import file_checksum
+
+    return all(
+        Path(path).suffix.lower() == ".wav" and file_checksum(Path(path), "md5") == index[clip_id]
+        for clip_id, path in zip(clips["clip_id"], clips["path"])
     )
 
 

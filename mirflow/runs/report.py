@@ -5,6 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 SPLITS = ("train", "validation", "test")
+GENERATED_DATA_WARNING = (
+    "> **Generated data, not the real data set.** Every figure in this report comes from a synthetic "
+    "stand-in made by mirflow; it shows that the pipeline runs and learns, and says nothing about the real data "
+    "or about any published result."
+)
 
 
 def metrics_rows(metrics_by_model: dict[str, dict]) -> list[dict]:

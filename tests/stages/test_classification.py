@@ -59,6 +59,18 @@ def test_predefined_split_file_and_k_folds(features, tmp_path):
     assert set(folds) == {0, 1, 2} and (split.loc[split["split"] != "train", "fold"] == -1).all()
 
 
+def test_listed_split_puts_clips_where_listed_and_counts_the_excluded(features):
+    listed = {"blues.00000": "train", "jazz.00001": "validation", "rock.00002": "test", "rock.00003": "valid",
+              "pop.00000": "test"}  # a listed clip the data lacks is no error: the filtered lists cover all of GTZAN
+    ref = ArtifactRef("split", "s" * 64)
+    with features.store.writing(ref) as writer:
+        summary = write_split(writer, features, (0.7, 0.15, 0.15), 0, None, None, True, listed)
+    split = read_split(features.store, ref).set_index("row_id")["split"]
+    assert split.to_dict() == {"blues.00000": "train", "jazz.00001": "validation", "rock.00002": "test",
+                               "rock.00003": "validation"}
+    assert summary["excluded"] == 26 and summary["rows"] == {"train": 1, "validation": 2, "test": 1}
+
+
 def test_scaler_fits_train_rows_only_and_audit_catches_tampering(features):
     store = features.store
     split_ref = _materialise(store, "split", write_split, features, (0.6, 0.2, 0.2), 1, None, None)
