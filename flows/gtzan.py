@@ -15,7 +15,7 @@ from tasks.classify import audit_leakage, collect_classification_outputs, evalua
 from tasks.gtzan import choose_gtzan_split, describe_split, discover_gtzan_clips, extract_audio_shard
 from tasks.run import finish_run, start_run
 from tasks.shards import collect_shards, plan_input_shards
-from tasks.split import split_rows
+from tasks.split import fold_split, split_rows
 
 
 @flow(name="gtzan", **flow_options())
@@ -41,9 +41,16 @@ def gtzan(params: GtzanParams = GtzanParams(), explain: bool = False) -> dict:
             "features": settings, "segment_seconds": segment_seconds(params.segment), "min_duration": params.min_duration,
             "clips": len(clips),
         }
+        trained = []  # --folds K: per model kind K more models, each scored on the training fold it left out
+        for k in range(params.folds or 0):
+            fold = fold_split(ctx, split, k)
+            fold_scaler = fit_scaler_on_train(ctx, features, fold, specs["mlp"], k)
+            audit_leakage(ctx, features, fold, fold_scaler, specs["mlp"])
+            trained += [(fold, fold_scaler, m, k, train_model.submit(ctx, features, fold, fold_scaler, specs[m], k)) for m in params.models]
+        folds = [evaluate_model.submit(ctx, features, f, sc, t.result(), specs[m], k) for f, sc, m, k, t in trained]
         inputs["split"] = choice.name
         notes = describe_split(ctx, split, choice)
-        outputs = collect_classification_outputs(ctx, [e.result() for e in evaluations], features, scaler, specs, inputs, notes)
+        outputs = collect_classification_outputs(ctx, [e.result() for e in evaluations], features, scaler, specs, inputs, notes, [f.result() for f in folds])
         return finish_run(ctx, outputs)
     finally:
         ctx.close()

@@ -345,5 +345,20 @@ def write_split(
     return {**summary, "classes": sorted(rows["label"].unique())} if stratify else summary
 
 
+def write_fold_split(writer: ArtifactWriter, store: ArtifactStore, split_ref: ArtifactRef, fold: int) -> dict:
+    """One round of k-fold cross-validation on the training rows of a split: fold ``fold``
+    of the training rows becomes ``test``, the other folds ``train``; validation rows stay
+    (early stopping), the real test rows are left out. Folds keep groups whole, so no
+    group is on both sides."""
+    rows = read_split(store, split_ref)
+    if "fold" not in rows.columns:
+        raise ConfigError("cross-validation needs a split with folds (folds >= 2)")
+    in_train = rows["split"] == "train"
+    rows = rows[in_train | (rows["split"] == "validation")].copy()
+    rows.loc[in_train & (rows["fold"] == fold), "split"] = "test"
+    writer.write_parquet(SPLIT, pa.Table.from_pandas(rows.reset_index(drop=True), preserve_index=False))
+    return {"fold": fold, "rows": {name: int((rows["split"] == name).sum()) for name in SPLITS}}
+
+
 def read_split(store: ArtifactStore, ref: ArtifactRef) -> pd.DataFrame:
     return store.read_parquet(ref, SPLIT).to_pandas()

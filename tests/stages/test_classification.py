@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from mirflow.core.errors import LeakageError
+from mirflow.core.fingerprint import stable_hash
 from mirflow.core.store import ArtifactRef, ArtifactStore
 from mirflow.stages import classification as steps
 from mirflow.stages.featuresets import FAILURES, TABLE, FeatureSet
@@ -126,3 +127,54 @@ def test_shuffled_batches_cover_the_rows_once_and_the_window_holds_model_inputs(
     assert [len(batch) for batch in first] == [5, 5, 5, 5, 4]
     assert max(seen_rows) <= 5  # read (and transformed) a batch at a time
     assert epoch(1) == first and epoch(2) != first
+
+
+def _labelled_features(store: ArtifactStore, labels: list[str], signal: np.ndarray, name: str) -> FeatureSet:
+    frame = pd.DataFrame(signal, columns=[f"f{i}" for i in range(signal.shape[1])])
+    ids = [f"clip{i:04d}" for i in range(len(labels))]
+    frame.insert(0, "row_id", ids)
+    frame.insert(1, "clip_id", ids)
+    frame.insert(2, "label", labels)
+    frame.insert(3, "group", ids)
+    ref = ArtifactRef("extract", stable_hash(name))
+    with store.writing(ref) as writer:
+        writer.write_parquet(TABLE, pa.Table.from_pandas(frame, preserve_index=False))
+        writer.write_json(FAILURES, [])
+    return FeatureSet(store, (ref,))
+
+
+def _test_accuracy(features: FeatureSet, listed: dict[str, str]) -> float:
+    """split -> scale -> train -> evaluate, the stage functions a run calls; test accuracy."""
+    store, columns = features.store, tuple(c for c in features.schema().names if c.startswith("f"))
+    spec = steps.InputSpec("mlp", columns, "logmel", 4, 16)
+    config = {"lr": 3e-3, "weight_decay": 1e-4, "batch_size": 32, "max_epochs": 40, "patience": 8, "seed": 0}
+    refs = {}
+    for stage, func, args in (
+        ("split", write_split, (features, (0.7, 0.15, 0.15), 0, None, None, True, listed)),
+        ("scale", steps.write_scaler, (features, "split", columns, "standard", None, 4)),
+        ("train", steps.write_trained_model, (features, "split", "scale", spec, [32], config)),
+        ("evaluate", steps.write_evaluation, (features, "split", "scale", "train", spec, 256)),
+    ):
+        refs[stage] = ArtifactRef(stage, stable_hash([features.shards[0].key, stage]))
+        with store.writing(refs[stage]) as writer:
+            summary = func(writer, *[refs.get(a, a) if isinstance(a, str) and a in refs else a for a in args])
+            writer.write_json("summary.json", summary)
+    return store.read_json(refs["evaluate"], "metrics.json")["test"]["accuracy"]
+
+
+def test_true_labels_are_learned_and_shuffled_training_labels_are_not(tmp_path):
+    """A label-order bug between training and evaluation would score near chance with
+    true labels too; shuffling the training rows' labels must take the model to chance."""
+    store = ArtifactStore(str(tmp_path / "store"))
+    rng = np.random.default_rng(0)
+    classes = [f"genre{c}" for c in range(10)]  # chance: 0.1
+    labels = [classes[i % 10] for i in range(400)]
+    centres = rng.normal(0, 1, size=(10, 12))
+    signal = centres[[i % 10 for i in range(400)]] + rng.normal(0, 0.8, size=(400, 12))
+    listed = {f"clip{i:04d}": ("train" if i < 280 else "validation" if i < 340 else "test") for i in range(400)}
+    shuffled = labels[:280]
+    rng.shuffle(shuffled)
+    true_accuracy = _test_accuracy(_labelled_features(store, labels, signal, "true"), listed)
+    shuffled_accuracy = _test_accuracy(_labelled_features(store, shuffled + labels[280:], signal, "shuffled"), listed)
+    assert true_accuracy >= 0.4, true_accuracy  # >= 4x chance
+    assert shuffled_accuracy <= 0.2, shuffled_accuracy  # <= 2x chance

@@ -31,7 +31,9 @@ class GtzanParams(RunParams, SplitParams, TrainParams):
         1.0, ge=0.0, le=3600.0,
         description="Quarantine audio files shorter than this many seconds; longer ones below a segment are zero-padded.",
     )
-    demo_clips_per_genre: int = Field(12, ge=3, le=1000, description="Clips per genre in the generated demo data set.")
+    demo_clips_per_genre: int = Field(
+        30, ge=3, le=1000, description="Clips per genre in the generated demo data set (30: ~45 test clips)."
+    )
 
     @field_validator("segment")
     @classmethod
