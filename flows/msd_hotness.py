@@ -26,7 +26,7 @@ from tasks.msd_hotness import (
 )
 from tasks.run import finish_run, start_run
 from tasks.shards import collect_shards, plan_input_shards
-from tasks.split import split_rows
+from tasks.split import fold_split, split_rows
 
 
 @flow(name="msd_hotness", **flow_options())
@@ -49,7 +49,16 @@ def msd_hotness(params: MsdHotnessParams = MsdHotnessParams(), explain: bool = F
         grid = model_grid(params.variants, params.models, params.alphas)
         fitting = [fit_regressor.submit(ctx, designs[spec.variant], spec) for spec in grid]
         evaluation = evaluate_regressors(ctx, designs, [(spec, f.result()) for spec, f in zip(grid, fitting)])
-        outputs = collect_regression_outputs(ctx, evaluation, raw, clean, len(songs))
+        folds = []  # --folds K: every model again on K rounds, each scored on the training fold it left out
+        for k in range(params.folds or 0):
+            fold = fold_split(ctx, split, k)
+            fold_designs = {v: build_design.submit(ctx, clean, fold, v, k) for v in params.variants}
+            fold_designs = {v: future.result() for v, future in fold_designs.items()}
+            for design in fold_designs.values():
+                audit_leakage(ctx, design, fold)
+            fold_fits = [fit_regressor.submit(ctx, fold_designs[spec.variant], spec, k) for spec in grid]
+            folds.append(evaluate_regressors(ctx, fold_designs, [(spec, f.result()) for spec, f in zip(grid, fold_fits)], k))
+        outputs = collect_regression_outputs(ctx, evaluation, raw, clean, len(songs), folds)
         return finish_run(ctx, outputs, Selection(split="validation", metric="rmse", higher_is_better=False))
     finally:
         ctx.close()

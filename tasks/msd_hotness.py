@@ -16,6 +16,7 @@ from mirflow.stages.featuresets import FeatureSet
 from mirflow.stages.shards import Shard
 from tasks.common import STAGE_DEFAULTS, UNCACHED, task
 from tasks.runtime import RunContext, data_dir_or_demo, run_logger, run_stage
+from tasks.split import fold_label
 
 
 @task(**STAGE_DEFAULTS)
@@ -69,13 +70,13 @@ def collect_clean_songs(ctx: RunContext, shards: list[ArtifactRef]) -> FeatureSe
 
 
 @task(**STAGE_DEFAULTS, task_run_name="design-{variant}")
-def build_design(ctx: RunContext, songs: FeatureSet, split: ArtifactRef, variant: str) -> ArtifactRef:
+def build_design(ctx: RunContext, songs: FeatureSet, split: ArtifactRef, variant: str, fold: int | None = None) -> ArtifactRef:
     p = ctx.params
     # Only what shapes this variant is in its key: min_df the bags, hash_buckets the hashing.
     params = {"variant": variant, **({"hash_buckets": p.hash_buckets} if variant == "hashed" else {"min_df": p.min_df})}
     inputs = {"shards": [r.key for r in songs.shards], "split": split.key}
     args = (songs, split, variant, p.hash_buckets, p.min_df)
-    return run_stage(ctx, "design", msd_extract.write_design, params, inputs, args, on_dask=True, label=f"design[{variant}]")
+    return run_stage(ctx, "design", msd_extract.write_design, params, inputs, args, on_dask=True, label=fold_label("design", fold, variant))
 
 
 @task(**UNCACHED)
@@ -87,26 +88,26 @@ def audit_leakage(ctx: RunContext, design: ArtifactRef, split: ArtifactRef) -> d
 
 
 @task(**STAGE_DEFAULTS, task_run_name="train-{spec.name}")
-def fit_regressor(ctx: RunContext, design: ArtifactRef, spec: regression.FitSpec) -> ArtifactRef:
+def fit_regressor(ctx: RunContext, design: ArtifactRef, spec: regression.FitSpec, fold: int | None = None) -> ArtifactRef:
     p = ctx.params
     params = {"spec": spec}
     if spec.model != "constant":
         params.update(max_iter=p.max_iter, tol=p.tol, **({"l1_ratio": p.l1_ratio} if spec.model == "elasticnet" else {}))
     args = (ctx.store, design, spec, p.l1_ratio, p.max_iter, p.tol)
-    return run_stage(ctx, "train", regression.write_fit, params, {"design": design.key}, args, on_dask=True, label=f"train[{spec.name}]")
+    return run_stage(ctx, "train", regression.write_fit, params, {"design": design.key}, args, on_dask=True, label=fold_label("train", fold, spec.name))
 
 
 @task(**STAGE_DEFAULTS)
 def evaluate_regressors(
-    ctx: RunContext, designs: dict[str, ArtifactRef], fits: list[tuple[regression.FitSpec, ArtifactRef]]
+    ctx: RunContext, designs: dict[str, ArtifactRef], fits: list[tuple[regression.FitSpec, ArtifactRef]], fold: int | None = None
 ) -> ArtifactRef:
     inputs = {"designs": {v: ref.key for v, ref in designs.items()}, "fits": [(spec.name, ref.key) for spec, ref in fits]}
-    return run_stage(ctx, "evaluate", regression.write_evaluation, {}, inputs, (ctx.store, designs, fits))
+    return run_stage(ctx, "evaluate", regression.write_evaluation, {}, inputs, (ctx.store, designs, fits), label=fold_label("evaluate", fold))
 
 
 @task(**UNCACHED)
 def collect_regression_outputs(
-    ctx: RunContext, evaluation: ArtifactRef, raw: FeatureSet, songs: FeatureSet, n_files: int
+    ctx: RunContext, evaluation: ArtifactRef, raw: FeatureSet, songs: FeatureSet, n_files: int, folds: list[ArtifactRef] = ()
 ) -> runs.RunOutputs:
     """Metrics, the results table, the two figures and the memory table for the run folder."""
     if ctx.explain:
@@ -130,4 +131,6 @@ def collect_regression_outputs(
         ) + ".",
     ]
     outputs.extra = {"inputs": {"song_files": n_files, **counts}, "feature_memory": memory}
+    if folds:
+        outputs.add_cross_validation([store.read_json(ref, "metrics.json") for ref in folds], ("rmse",))
     return outputs

@@ -38,6 +38,8 @@ def finish_run(ctx: RunContext, outputs: runs.RunOutputs, selection: runs.Select
         text = report.explain_plan(ctx.stages, runs.latest_manifest(ctx.store, ctx.flow, before=ctx.run_id))
         logger.info("what would re-run:\n%s", text)
         return {"explain": text, "stages": ctx.stages}
+    if ctx.generated_data:
+        outputs.notes.insert(0, report.GENERATED_DATA_WARNING)
     summary = runs.write_run(ctx.store, ctx.run_id, ctx.flow, ctx.params, ctx.stages, outputs, selection)
     key = ctx.flow.replace("_", "-")
     create_table_artifact(summary["rows"], key=f"{key}-metrics", description=f"{ctx.flow} metrics, run {ctx.run_id}")

@@ -40,6 +40,7 @@ class RunContext:
     pool: DaskPool
     params: BaseModel
     explain: bool = False
+    generated_data: bool = False  # the run reads a generated (synthetic) data set: its report says so first
     stages: list[dict] = field(default_factory=list)
     progress: StageProgress = field(default_factory=lambda: StageProgress())
     code_hashes: dict[Callable, str] = field(default_factory=dict, repr=False)  # the code does not change mid-run
@@ -191,6 +192,7 @@ def data_dir_or_demo(ctx: RunContext, dataset: str, n: int, make: Callable[[Path
     if ctx.params.data_dir is not None:
         return ctx.params.data_dir
     folder = demo_folder(dataset, n, ctx.params.seed)
+    ctx.generated_data = True
     run_logger().info("no data_dir given: using the generated demo data set in %s", folder)
     return str(ensure_demo(folder, make))
 

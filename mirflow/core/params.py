@@ -67,7 +67,11 @@ class SplitParams(BaseModel):
     split_file: str | None = Field(
         None, description="A predefined split (CSV id,split or a folder with train/valid/test lists) instead of a random one."
     )
-    folds: int | None = Field(None, ge=2, le=20, description="Also record stratified group k-fold assignments.")
+    folds: int | None = Field(
+        None, ge=2, le=20,
+        description="K-fold cross-validation on the training split, groups whole: K more models per kind, "
+        "mean ± std per metric in the report.",
+    )
 
     @model_validator(mode="before")
     @classmethod

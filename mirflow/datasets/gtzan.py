@@ -53,6 +53,7 @@ AUDIO_SUFFIXES = (".au", ".wav", ".flac", ".mp3", ".ogg")
 KNOWN_UNREADABLE = ("jazz.00054",)  # undecodable in widely shared public copies
 SYNTHETIC_MARKER = "SYNTHETIC.md"
 CHECKSUM_INDEX = Path(__file__).with_name("indexes") / "gtzan_genre.json"
+FILTERED_SPLIT_INDEX = Path(__file__).with_name("indexes") / "gtzan_filtered_split.json"
 
 _GTZAN_NAME = re.compile(r"^([A-Za-z]+)\.\d+$")
 _COLUMNS = ["clip_id", "path", "genre", "group"]
@@ -222,6 +223,35 @@ def check_checksums(data_dir: str | Path) -> pd.DataFrame:
     )
 
 
+# --- the artist-filtered split -----------------------------------------------------------
+
+
+@cache
+def filtered_split() -> Mapping[str, str]:
+    """clip_id -> ``train``/``validation``/``test`` of the artist-filtered split (Kereliuk,
+    Sturm & Larsen 2015; 443/197/290 clips, as torchaudio's ``gtzan.py`` carries it): no
+    artist in two splits; the 70 clips it leaves out (repeats, distortions) are in none."""
+    lists = json.loads(FILTERED_SPLIT_INDEX.read_text())
+    return MappingProxyType({clip: split for split in ("train", "validation", "test") for clip in lists[split]})
+
+
+def is_standard_copy(clips: pd.DataFrame, verify_checksums: bool = False) -> bool:
+    """Whether ``clips`` (from ``discover``) are the 1,000 clips of the published GTZAN:
+    the index's clip ids, each in its genre's folder, and, with ``verify_checksums``,
+    every file a ``.wav`` with the index's md5 (reads every file)."""
+    index = checksum_index()
+    if len(clips) != len(index) or set(clips["clip_id"]) != index.keys():
+        return False
+    if not verify_checksums:
+        return True
+    from mirflow.io.download import file_checksum
+
+    return all(
+        Path(path).suffix.lower() == ".wav" and file_checksum(Path(path), "md5") == index[clip_id]
+        for clip_id, path in zip(clips["clip_id"], clips["path"])
+    )
+
+
 # --- synthetic copy --------------------------------------------------------------------
 
 # Chord qualities as semitones above the chord root.
@@ -298,6 +328,29 @@ _STYLES = {
                    comp=_EIGHTS, bass=_EIGHTS, kick="x.......x.x.....", snare=_BACKBEAT, hat=_EIGHTS,
                    partials=12, rolloff=0.9, attack=0.003, decay=2.0, drive=2.5, drums=1.0, noise=0.025),
 }  # fmt: skip
+
+
+# What a clip may borrow from another genre, aspect by aspect (``synthesize(crossover=...)``).
+_ASPECTS = (
+    ("bpm", "comp", "bass", "kick", "snare", "hat", "swing"),  # rhythm
+    ("keys", "progressions", "register", "arpeggio"),  # harmony
+    ("partials", "rolloff", "attack", "decay", "drive", "vibrato"),  # timbre
+    ("drums", "noise"),  # mix
+)
+
+
+def _crossed(genre: str, crossover: float, rng: np.random.Generator) -> _Style:
+    """``genre``'s style with each aspect taken, with probability ``crossover``, from a
+    random other genre: clips that sound partly like another genre, as real ones do."""
+    style = _STYLES[genre]
+    if not crossover:
+        return style  # draws nothing: clips made without crossover stay as they were
+    others = [g for g in _STYLES if g != genre]
+    for fields in _ASPECTS:
+        if rng.random() < crossover:
+            donor = _STYLES[others[rng.integers(len(others))]]
+            style = replace(style, **{name: getattr(donor, name) for name in fields})
+    return style
 
 
 def _jittered(style: _Style, rng: np.random.Generator) -> _Style:
@@ -434,6 +487,7 @@ def synthesize(
     sr: int = SAMPLE_RATE,
     genres: tuple[str, ...] = GENRES,
     corrupt: int = 0,
+    crossover: float = 0.0,
 ) -> list[Path]:
     """Write a synthetic GTZAN-shaped copy: ``<out_dir>/genres/<genre>/<genre>.000NN.wav``
     (16-bit PCM mono) plus ``<out_dir>/SYNTHETIC.md``; each WAV's INFO comment says it
@@ -443,7 +497,9 @@ def synthesize(
     10 each). Genres differ in tempo, rhythm, harmony, timbre and noise, with random
     key, tempo and mix per clip, so they are learnable but not trivially separable.
     Deterministic for ``seed``. ``corrupt`` extra files with valid clip names hold
-    undecodable bytes, for testing quarantine. ``SYNTHETIC.md`` is written last, so its
+    undecodable bytes, for testing quarantine. ``crossover`` (0..1) is the chance that
+    each aspect of a clip (rhythm, harmony, timbre, mix) comes from another genre: the
+    higher, the harder the set. ``SYNTHETIC.md`` is written last, so its
     presence (``is_synthetic``) means a complete set. Returns the clip paths, good clips
     sorted by clip id, then the corrupt ones.
     """
@@ -453,8 +509,9 @@ def synthesize(
     unknown = [g for g in genres if g not in _STYLES]
     if unknown or len(set(genres)) != len(genres) or len(genres) < 2:
         raise ConfigError(f"synthesize: genres must be at least two distinct names from {GENRES}; got {genres}")
-    if duration_s <= 0 or sr <= 0 or corrupt < 0:
-        raise ConfigError(f"synthesize: duration_s ({duration_s}) and sr ({sr}) must be > 0, corrupt ({corrupt}) >= 0")
+    if duration_s <= 0 or sr <= 0 or corrupt < 0 or not 0 <= crossover <= 1:
+        raise ConfigError(f"synthesize: duration_s ({duration_s}) and sr ({sr}) must be > 0, corrupt ({corrupt}) >= 0, "
+                          f"crossover ({crossover}) in [0, 1]")
     counts = _counts(n, n_per_genre, genres)
     root = Path(out_dir) / "genres"
     paths = []
@@ -462,7 +519,8 @@ def synthesize(
         (root / genre).mkdir(parents=True, exist_ok=True)
         for index in range(count):
             path = root / genre / f"{genre}.{index:05d}.wav"
-            y = _render(_STYLES[genre], duration_s, sr, _clip_rng(seed, genre, index))
+            rng = _clip_rng(seed, genre, index)
+            y = _render(_crossed(genre, crossover, rng), duration_s, sr, rng)
             with sf.SoundFile(path, "w", samplerate=sr, channels=1, subtype="PCM_16", format="WAV") as f:
                 f.comment = f"SYNTHETIC mirflow GTZAN stand-in (seed {seed}), not real music"
                 f.genre = genre
@@ -472,7 +530,7 @@ def synthesize(
     for i in range(corrupt):  # numbered after the good clips, round-robin over genres
         genre, number = genres[i % len(genres)], counts[i % len(genres)] + i // len(genres)
         broken.append(write_corrupt_clip(root / genre / f"{genre}.{number:05d}.wav", seed + i))
-    _write_note(Path(out_dir), seed, genres, counts, duration_s, sr, broken)
+    _write_note(Path(out_dir), seed, genres, counts, duration_s, sr, broken, crossover)
     return sorted(paths) + broken
 
 
@@ -484,7 +542,7 @@ def write_corrupt_clip(path: str | Path, seed: int = 0) -> Path:
     return Path(path)
 
 
-def _write_note(out_dir, seed, genres, counts, duration_s, sr, broken) -> None:
+def _write_note(out_dir, seed, genres, counts, duration_s, sr, broken, crossover) -> None:
     clips = ", ".join(f"{g} {c}" for g, c in zip(genres, counts))
     corrupt = ", ".join(p.stem for p in broken) or "none"
     (out_dir / SYNTHETIC_MARKER).write_text(
@@ -492,7 +550,7 @@ def _write_note(out_dir, seed, genres, counts, duration_s, sr, broken) -> None:
         "Generated by `mirflow.datasets.gtzan.synthesize` as a stand-in with the GTZAN layout.\n"
         "Genres differ by tempo, drum pattern, harmony, timbre and noise; it is not music.\n\n"
         f"- seed: {seed}\n- clips per genre: {clips}\n- duration: {duration_s} s at {sr} Hz, 16-bit PCM mono\n"
-        f"- deliberately corrupt clips: {corrupt}\n"
+        f"- deliberately corrupt clips: {corrupt}\n- crossover (chance of each aspect from another genre): {crossover}\n"
     )
 
 

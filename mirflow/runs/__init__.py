@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -80,6 +81,16 @@ class RunOutputs:
     failures: list[dict] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    def add_cross_validation(self, fold_metrics: list[dict[str, dict]], shown: Sequence[str]) -> None:
+        """``--folds``: each fold's metrics by model (the held-out fold is its ``test``)
+        summarised as mean ± std per metric, into ``cross_validation`` of each model's
+        metrics and a report table of the ``shown`` metrics."""
+        models = {model: [fold[model]["test"] for fold in fold_metrics] for model in fold_metrics[0]}
+        summaries = {model: report.cross_validation(folds) for model, folds in models.items()}
+        for model, summary in summaries.items():
+            self.metrics_by_model.setdefault(model, {})["cross_validation"] = summary
+        self.notes.append(report.cross_validation_note(summaries, len(fold_metrics), shown))
 
 
 def write_run(

@@ -21,7 +21,7 @@ release groups, 70/15/15), and one algorithm serves every pipeline.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +99,14 @@ def load_split_file(path: str | Path, ids: Sequence, *, missing_ok: bool = False
     found = keys.isin(listed.index).to_numpy()
     values = listed.reindex(keys[found].to_numpy()).to_numpy()
     return pd.Series(pd.Categorical(values, dtype=SPLIT_DTYPE), index=pd.Index(ours[found]), name="split")
+
+
+def listed_split(listed: Mapping[str, str], ids: Sequence) -> pd.Series:
+    """A predefined split given as id -> split name, for ``ids``; ids it does not list
+    are left out of the result (and so out of every split)."""
+    found = [i for i in ids if i in listed]
+    names = pd.Series([listed[i] for i in found], index=pd.Index(found, dtype=object), dtype=object)
+    return validate_split(names)
 
 
 def audit_group_overlap(split: pd.Series, groups) -> list[str]:
@@ -303,17 +311,21 @@ def write_split(
     split_file: str | None,
     folds: int | None,
     stratify: bool = True,
+    listed: Mapping[str, str] | None = None,
 ) -> dict:
     """Group-exclusive train/validation/test split of the rows, stratified by ``label``
-    (a continuous target, ``stratify=False``, is not), or a predefined one, plus k folds.
+    (a continuous target, ``stratify=False``, is not), or a predefined one (``split_file``,
+    or ``listed``: id -> split name), plus k folds of the training rows.
 
     A predefined split names clips when the rows have a ``clip_id`` (every segment
     follows its clip), rows otherwise; rows it leaves out are left out of every split.
     """
     id_column = "clip_id" if "clip_id" in features.schema().names else "row_id"
     rows = features.read(list(dict.fromkeys(["row_id", id_column, *(["label"] if stratify else []), "group"])))
-    if split_file:
-        assigned = load_split_file(split_file, rows[id_column].drop_duplicates().tolist())
+    all_ids = rows[id_column].nunique()
+    if split_file or listed is not None:
+        ids = rows[id_column].drop_duplicates().tolist()
+        assigned = load_split_file(split_file, ids) if split_file else listed_split(listed, ids)
         split = rows[id_column].map(assigned)
         rows = rows[split.notna()].assign(split=split[split.notna()].astype(str).to_numpy()).reset_index(drop=True)
     else:
@@ -327,8 +339,25 @@ def write_split(
     writer.write_parquet(SPLIT, pa.Table.from_pandas(rows, preserve_index=False))
     in_split = {name: rows[rows["split"] == name] for name in SPLITS}
     summary = {"rows": {name: len(part) for name, part in in_split.items()},
-               "groups": {name: int(part["group"].nunique()) for name, part in in_split.items()}}
+               "groups": {name: int(part["group"].nunique()) for name, part in in_split.items()},
+               # ids (clips, or rows) a predefined split leaves out of every split
+               "excluded": int(all_ids - rows[id_column].nunique())}
     return {**summary, "classes": sorted(rows["label"].unique())} if stratify else summary
+
+
+def write_fold_split(writer: ArtifactWriter, store: ArtifactStore, split_ref: ArtifactRef, fold: int) -> dict:
+    """One round of k-fold cross-validation on the training rows of a split: fold ``fold``
+    of the training rows becomes ``test``, the other folds ``train``; validation rows stay
+    (early stopping), the real test rows are left out. Folds keep groups whole, so no
+    group is on both sides."""
+    rows = read_split(store, split_ref)
+    if "fold" not in rows.columns:
+        raise ConfigError("cross-validation needs a split with folds (folds >= 2)")
+    in_train = rows["split"] == "train"
+    rows = rows[in_train | (rows["split"] == "validation")].copy()
+    rows.loc[in_train & (rows["fold"] == fold), "split"] = "test"
+    writer.write_parquet(SPLIT, pa.Table.from_pandas(rows.reset_index(drop=True), preserve_index=False))
+    return {"fold": fold, "rows": {name: int((rows["split"] == name).sum()) for name in SPLITS}}
 
 
 def read_split(store: ArtifactStore, ref: ArtifactRef) -> pd.DataFrame:

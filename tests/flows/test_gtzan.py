@@ -265,3 +265,16 @@ def test_store_gc_between_two_shards_keeps_the_running_flows_work(prefect_server
     shards = [ArtifactRef("extract", s["key"]) for s in manifest["stages"] if s["stage"] == "extract"]
     assert set(shards) == set(extract_shards) and all(ArtifactStore(store).has(ref) for ref in shards)
     assert list((tmp_path / "store" / "leases").iterdir()) == []  # released at the end of the run
+
+
+def test_folds_cross_validate_and_the_report_names_split_and_generated_data(prefect_server, workspace):
+    result = gtzan(params=params(workspace, models=["mlp"], folds=2))
+    run = Run.open(workspace / "store", result["run_id"])
+    lines = run.report.splitlines()
+    assert any("Generated data, not the real data set" in line for line in lines[:5])
+    assert "Split: **random**" in run.report and "Artist leakage is not controlled" in run.report
+    assert "Cross-validation: 2 folds of the training split" in run.report
+    cv = run.metrics["models"]["mlp"]["cross_validation"]["accuracy"]
+    assert len(cv["folds"]) == 2 and cv["mean"] == pytest.approx(np.mean(cv["folds"]))
+    labels = {stage["label"] for stage in run.manifest["stages"]}
+    assert {"split[fold 0]", "split[fold 1]", "train[mlp, fold 0]", "evaluate[mlp, fold 1]"} <= labels

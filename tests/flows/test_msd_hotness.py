@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -215,3 +216,14 @@ def test_explain_without_data_dir_generates_the_demo_set_and_computes_nothing(pr
     assert (demo / DEMO_MARKER).is_file() and len(msd.list_files(demo)) == 30
     assert "extract[0]: would re-run (never computed before)" in result["explain"]
     assert not any(s["status"] == "computed" for s in result["stages"])
+
+
+def test_folds_cross_validate_every_model_with_artists_whole(prefect_server, workspace, first_run):
+    result = msd_hotness(params=params(workspace, variants=["onehot"], models=["lasso"], alphas=[1e-2], folds=2))
+    run = Run.open(workspace / "store", result["run_id"])
+    assert "Cross-validation: 2 folds of the training split" in run.report
+    for model in ("constant", "lasso-onehot-0.01"):
+        cv = run.metrics["models"][model]["cross_validation"]["rmse"]
+        assert len(cv["folds"]) == 2 and cv["std"] == pytest.approx(np.std(cv["folds"], ddof=1))
+    labels = {stage["label"] for stage in run.manifest["stages"]}
+    assert {"split[fold 1]", "design[onehot, fold 0]", "evaluate[fold 1]"} <= labels

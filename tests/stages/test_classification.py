@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mirflow.core.errors import LeakageError
+from mirflow.core.fingerprint import stable_hash
 from mirflow.core.store import ArtifactRef, ArtifactStore
 from mirflow.stages import classification as steps
 from mirflow.stages.featuresets import FAILURES, TABLE, FeatureSet
@@ -58,6 +59,18 @@ def test_predefined_split_file_and_k_folds(features, tmp_path):
     assert split.loc["blues.00000", "split"] == "train" and split.loc["rock.00008", "split"] == "test"
     folds = split.loc[split["split"] == "train", "fold"]
     assert set(folds) == {0, 1, 2} and (split.loc[split["split"] != "train", "fold"] == -1).all()
+
+
+def test_listed_split_puts_clips_where_listed_and_counts_the_excluded(features):
+    listed = {"blues.00000": "train", "jazz.00001": "validation", "rock.00002": "test", "rock.00003": "valid",
+              "pop.00000": "test"}  # a listed clip the data lacks is no error: the filtered lists cover all of GTZAN
+    ref = ArtifactRef("split", "s" * 64)
+    with features.store.writing(ref) as writer:
+        summary = write_split(writer, features, (0.7, 0.15, 0.15), 0, None, None, True, listed)
+    split = read_split(features.store, ref).set_index("row_id")["split"]
+    assert split.to_dict() == {"blues.00000": "train", "jazz.00001": "validation", "rock.00002": "test",
+                               "rock.00003": "validation"}
+    assert summary["excluded"] == 26 and summary["rows"] == {"train": 1, "validation": 2, "test": 1}
 
 
 def test_scaler_fits_train_rows_only_and_audit_catches_tampering(features):
@@ -169,3 +182,54 @@ def test_cnn_trains_on_a_random_window_per_row_drawn_anew_each_epoch_from_the_se
         assert len(found) >= 1
         starts |= set(found)
     assert len(starts) > len(train_ids)
+
+
+def _labelled_features(store: ArtifactStore, labels: list[str], signal: np.ndarray, name: str) -> FeatureSet:
+    frame = pd.DataFrame(signal, columns=[f"f{i}" for i in range(signal.shape[1])])
+    ids = [f"clip{i:04d}" for i in range(len(labels))]
+    frame.insert(0, "row_id", ids)
+    frame.insert(1, "clip_id", ids)
+    frame.insert(2, "label", labels)
+    frame.insert(3, "group", ids)
+    ref = ArtifactRef("extract", stable_hash(name))
+    with store.writing(ref) as writer:
+        writer.write_parquet(TABLE, pa.Table.from_pandas(frame, preserve_index=False))
+        writer.write_json(FAILURES, [])
+    return FeatureSet(store, (ref,))
+
+
+def _test_accuracy(features: FeatureSet, listed: dict[str, str]) -> float:
+    """split -> scale -> train -> evaluate, the stage functions a run calls; test accuracy."""
+    store, columns = features.store, tuple(c for c in features.schema().names if c.startswith("f"))
+    spec = steps.InputSpec("mlp", columns, "logmel", 4, 16)
+    config = {"lr": 3e-3, "weight_decay": 1e-4, "batch_size": 32, "max_epochs": 40, "patience": 8, "seed": 0}
+    refs = {}
+    for stage, func, args in (
+        ("split", write_split, (features, (0.7, 0.15, 0.15), 0, None, None, True, listed)),
+        ("scale", steps.write_scaler, (features, "split", columns, "standard", None, 4)),
+        ("train", steps.write_trained_model, (features, "split", "scale", spec, [32], config)),
+        ("evaluate", steps.write_evaluation, (features, "split", "scale", "train", spec, 256)),
+    ):
+        refs[stage] = ArtifactRef(stage, stable_hash([features.shards[0].key, stage]))
+        with store.writing(refs[stage]) as writer:
+            summary = func(writer, *[refs.get(a, a) if isinstance(a, str) and a in refs else a for a in args])
+            writer.write_json("summary.json", summary)
+    return store.read_json(refs["evaluate"], "metrics.json")["test"]["accuracy"]
+
+
+def test_true_labels_are_learned_and_shuffled_training_labels_are_not(tmp_path):
+    """A label-order bug between training and evaluation would score near chance with
+    true labels too; shuffling the training rows' labels must take the model to chance."""
+    store = ArtifactStore(str(tmp_path / "store"))
+    rng = np.random.default_rng(0)
+    classes = [f"genre{c}" for c in range(10)]  # chance: 0.1
+    labels = [classes[i % 10] for i in range(400)]
+    centres = rng.normal(0, 1, size=(10, 12))
+    signal = centres[[i % 10 for i in range(400)]] + rng.normal(0, 0.8, size=(400, 12))
+    listed = {f"clip{i:04d}": ("train" if i < 280 else "validation" if i < 340 else "test") for i in range(400)}
+    shuffled = labels[:280]
+    rng.shuffle(shuffled)
+    true_accuracy = _test_accuracy(_labelled_features(store, labels, signal, "true"), listed)
+    shuffled_accuracy = _test_accuracy(_labelled_features(store, shuffled + labels[280:], signal, "shuffled"), listed)
+    assert true_accuracy >= 0.4, true_accuracy  # >= 4x chance
+    assert shuffled_accuracy <= 0.2, shuffled_accuracy  # <= 2x chance
