@@ -12,7 +12,7 @@ from prefect import flow
 
 from flows.common import flow_options
 from mirflow import runs
-from mirflow.pipelines.acousticbrainz_genre import stacking
+from mirflow.pipelines.acousticbrainz_genre.networks import FULL
 from mirflow.pipelines.acousticbrainz_genre.params import AcousticBrainzParams
 from tasks.acousticbrainz_genre import (
     audit_leakage,
@@ -49,7 +49,7 @@ def acousticbrainz_genre(params: AcousticBrainzParams = AcousticBrainzParams(), 
         prep = fit_preprocessing(ctx, features, split)
         audit_leakage(ctx, features, split, prep)
         sources = sorted(groundtruth)
-        folds = [stacking.FULL, *map(str, range(params.folds))]
+        folds = [FULL, *map(str, range(params.folds))]
         trained = {(s, f): train_subtask1.submit(ctx, features, split, targets, prep, s, f) for s in sources for f in folds}
         members = {s: {f: trained[s, f].result() for f in folds} for s in sources}
         stacked = {s: train_stacker.submit(ctx, split, targets, members, s) for s in sources}

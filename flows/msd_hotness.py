@@ -11,7 +11,7 @@ from prefect import flow
 
 from flows.common import flow_options
 from mirflow.pipelines.msd_hotness.params import MsdHotnessParams
-from mirflow.pipelines.msd_hotness.regression import model_grid
+from mirflow.pipelines.msd_hotness.linear import model_grid
 from mirflow.runs import Selection
 from tasks.msd_hotness import (
     audit_leakage,

@@ -11,7 +11,9 @@ from mirflow.core.fingerprint import file_fingerprint
 from mirflow.core.store import ArtifactRef, ArtifactStore
 from mirflow.datasets import msd
 from mirflow.pipelines.msd_hotness import extract as msd_extract
-from mirflow.pipelines.msd_hotness import regression
+from mirflow.pipelines.msd_hotness import design as msd_design
+from mirflow.pipelines.msd_hotness.evaluate import write_evaluation
+from mirflow.pipelines.msd_hotness.linear import FitSpec, write_fit
 from mirflow.stages.featuresets import FeatureSet
 from mirflow.stages.shards import Shard
 from tasks.common import STAGE_DEFAULTS, UNCACHED, task
@@ -75,7 +77,7 @@ def build_design(ctx: RunContext, songs: FeatureSet, split: ArtifactRef, variant
     params = {"variant": variant, **({"hash_buckets": p.hash_buckets} if variant == "hashed" else {"min_df": p.min_df})}
     inputs = {"shards": [r.key for r in songs.shards], "split": split.key}
     args = (songs, split, variant, p.hash_buckets, p.min_df)
-    return run_stage(ctx, "design", msd_extract.write_design, params, inputs, args, on_dask=True, label=f"design[{variant}]")
+    return run_stage(ctx, "design", msd_design.write_design, params, inputs, args, on_dask=True, label=f"design[{variant}]")
 
 
 @task(**UNCACHED)
@@ -83,25 +85,25 @@ def audit_leakage(ctx: RunContext, design: ArtifactRef, split: ArtifactRef) -> d
     """Never cached: re-reads the saved artifacts on every run and fails the flow on a leak."""
     if ctx.explain:
         return {}
-    return regression.audit_leakage(ctx.store, design, split)
+    return msd_design.audit_leakage(ctx.store, design, split)
 
 
 @task(**STAGE_DEFAULTS, task_run_name="train-{spec.name}")
-def fit_regressor(ctx: RunContext, design: ArtifactRef, spec: regression.FitSpec) -> ArtifactRef:
+def fit_regressor(ctx: RunContext, design: ArtifactRef, spec: FitSpec) -> ArtifactRef:
     p = ctx.params
     params = {"spec": spec}
     if spec.model != "constant":
         params.update(max_iter=p.max_iter, tol=p.tol, **({"l1_ratio": p.l1_ratio} if spec.model == "elasticnet" else {}))
     args = (ctx.store, design, spec, p.l1_ratio, p.max_iter, p.tol)
-    return run_stage(ctx, "train", regression.write_fit, params, {"design": design.key}, args, on_dask=True, label=f"train[{spec.name}]")
+    return run_stage(ctx, "train", write_fit, params, {"design": design.key}, args, on_dask=True, label=f"train[{spec.name}]")
 
 
 @task(**STAGE_DEFAULTS)
 def evaluate_regressors(
-    ctx: RunContext, designs: dict[str, ArtifactRef], fits: list[tuple[regression.FitSpec, ArtifactRef]]
+    ctx: RunContext, designs: dict[str, ArtifactRef], fits: list[tuple[FitSpec, ArtifactRef]]
 ) -> ArtifactRef:
     inputs = {"designs": {v: ref.key for v, ref in designs.items()}, "fits": [(spec.name, ref.key) for spec, ref in fits]}
-    return run_stage(ctx, "evaluate", regression.write_evaluation, {}, inputs, (ctx.store, designs, fits))
+    return run_stage(ctx, "evaluate", write_evaluation, {}, inputs, (ctx.store, designs, fits))
 
 
 @task(**UNCACHED)

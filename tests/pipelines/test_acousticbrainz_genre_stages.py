@@ -20,7 +20,11 @@ from mirflow.core.errors import LeakageError
 from mirflow.core.store import ArtifactRef, ArtifactStore
 from mirflow.datasets import acousticbrainz as ab
 from mirflow.models import MLP, count_parameters
-from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl, stacking
+from mirflow.pipelines.acousticbrainz_genre import evaluate, networks, preprocessing, stacking, subtask1
+from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl
+from mirflow.pipelines.acousticbrainz_genre.report import report_tables
+from mirflow.pipelines.acousticbrainz_genre.split import release_group_components, write_recording_split
+from mirflow.pipelines.acousticbrainz_genre.targets import TAXONOMIES, read_labels, read_targets, write_targets
 from mirflow.stages import metrics, scaling
 from mirflow.stages.featuresets import TABLE, FeatureSet
 from mirflow.stages.shards import plan_shards
@@ -58,9 +62,9 @@ def data_dir(tmp_path_factory) -> Path:
 def prepared(tmp_path_factory, data_dir) -> dict:
     store = ArtifactStore(str(tmp_path_factory.mktemp("ab_store")))
     features = etl(store, data_dir, shard_size=60)
-    targets = stage(store, "targets", stacking.write_targets, groundtruth(data_dir, SOURCES))
-    split = stage(store, "split", stacking.write_recording_split, features, targets, 0.2, 0.2, 2, 0)
-    prep = stage(store, "scale", stacking.write_preprocessing, features, split)
+    targets = stage(store, "targets", write_targets, groundtruth(data_dir, SOURCES))
+    split = stage(store, "split", write_recording_split, features, targets, 0.2, 0.2, 2, 0)
+    prep = stage(store, "scale", preprocessing.write_preprocessing, features, split)
     return {"store": store, "features": features, "targets": targets, "split": split, "prep": prep}
 
 
@@ -127,12 +131,12 @@ def test_layout_report_names_constant_and_missing_columns(tmp_path, data_dir):
 # -- targets and split ----------------------------------------------------------------------------
 def test_targets_keep_each_sources_taxonomy(prepared):
     store, targets = prepared["store"], prepared["targets"]
-    taxonomies = store.read_json(targets, stacking.TAXONOMIES)
+    taxonomies = store.read_json(targets, TAXONOMIES)
     assert set(taxonomies) == set(SOURCES)
     assert "hiphop---rap" in taxonomies["lastfm"] and "hip hop" in taxonomies["discogs"]
-    table = stacking.read_targets(store, targets)
+    table = read_targets(store, targets)
     assert table.groupby("recordingmbid")["source"].nunique().max() == 2  # recordings in both sources
-    labels = stacking.read_labels(store, targets, "lastfm")
+    labels = read_labels(store, targets, "lastfm")
     row = table[table["source"] == "lastfm"].iloc[0]
     expected = [name in set(row["genres"]) for name in labels.names]
     assert labels.rows([row["recordingmbid"]])[0].astype(bool).tolist() == expected
@@ -143,7 +147,7 @@ def test_release_groups_linked_by_a_recording_are_one_group():
         "recordingmbid": ["r1", "r1", "r2", "r3", "r4"],
         "releasegroupmbid": ["gB", "gA", "gB", "gC", "gA"],
     })
-    groups = stacking.release_group_components(targets)
+    groups = release_group_components(targets)
     assert groups.to_dict() == {"r1": "gA", "r2": "gA", "r3": "gC", "r4": "gA"}
 
 
@@ -172,8 +176,8 @@ def test_official_training_recordings_sharing_a_group_with_test_are_dropped(tmp_
     train_tsv.write_text("\n".join(lines) + "\n")
     store = ArtifactStore(str(tmp_path / "store"))
     features = etl(store, copy)
-    targets = stage(store, "targets", stacking.write_targets, groundtruth(copy))
-    ref = stage(store, "split", stacking.write_recording_split, features, targets, 0.2, 0.2, 2, 0)
+    targets = stage(store, "targets", write_targets, groundtruth(copy))
+    ref = stage(store, "split", write_recording_split, features, targets, 0.2, 0.2, 2, 0)
     split = read_split(store, ref)
     assert first[0] not in set(split["recordingmbid"])
     assert store.read_json(ref, "summary.json")["dropped_for_test_group_overlap"] >= 1
@@ -184,7 +188,7 @@ def test_official_training_recordings_sharing_a_group_with_test_are_dropped(tmp_
 def test_missing_values_are_filled_with_the_training_mean_then_scaled(prepared):
     store, features = prepared["store"], prepared["features"]
     split = read_split(store, prepared["split"]).set_index("row_id")
-    prep = stacking.read_preprocessing(store, prepared["prep"])
+    prep = preprocessing.read_preprocessing(store, prepared["prep"])
     column = "rhythm.beats_loudness.median"
     values = features.read(["row_id", column]).set_index("row_id")[column].reindex(split.index).astype(float)
     train = split["split"] == "train"
@@ -197,18 +201,18 @@ def test_missing_values_are_filled_with_the_training_mean_then_scaled(prepared):
     assert scaled.dtype == np.float32 and np.isfinite(scaled).all()
     assert np.allclose(scaled[values.isna().to_numpy(), j], 0.0, atol=1e-5)  # the fill is the training mean
     assert np.allclose(scaled[train.to_numpy()].mean(axis=0), 0.0, atol=1e-4)
-    assert stacking.audit_leakage(features, prepared["split"], prepared["prep"])["scaler_rows"] == int(train.sum())
+    assert preprocessing.audit_leakage(features, prepared["split"], prepared["prep"])["scaler_rows"] == int(train.sum())
 
 
 def test_audit_catches_a_scaler_fitted_on_all_rows_and_a_group_in_two_splits(prepared, tmp_path):
     store, features = prepared["store"], prepared["features"]
     split = read_split(store, prepared["split"])
-    leaky = ab_etl.fit_preprocessing(features, pd.Series("train", index=pd.Index(split["row_id"])))
+    leaky = preprocessing.fit_preprocessing(features, pd.Series("train", index=pd.Index(split["row_id"])))
     leaky_ref = ArtifactRef("scale", uuid.uuid4().hex)
     with store.writing(leaky_ref) as writer:
-        writer.write_json(stacking.PREPROCESSING, leaky.to_dict())
+        writer.write_json(preprocessing.PREPROCESSING, leaky.to_dict())
     with pytest.raises(LeakageError, match="fitted on all rows"):
-        stacking.audit_leakage(features, prepared["split"], leaky_ref)
+        preprocessing.audit_leakage(features, prepared["split"], leaky_ref)
 
     group = split.loc[split["split"] == "train", "group"].value_counts().index[0]  # a group with >1 recordings
     moved = split.copy()
@@ -217,7 +221,7 @@ def test_audit_catches_a_scaler_fitted_on_all_rows_and_a_group_in_two_splits(pre
     with store.writing(moved_ref) as writer:
         writer.write_parquet(SPLIT, pa.Table.from_pandas(moved, preserve_index=False))
     with pytest.raises(LeakageError, match="more than one split"):
-        stacking.audit_leakage(features, moved_ref, prepared["prep"])
+        preprocessing.audit_leakage(features, moved_ref, prepared["prep"])
 
 
 # -- subtask 1 and stacking ----------------------------------------------------------------------------
@@ -228,16 +232,16 @@ def test_subtask1_rows_hold_out_their_fold_and_stop_early_on_validation():
         "fold": [0, 1, 0, 1, -1, -1, -1],
     })
     labelled = pd.Series([True, True, False, True, True, True, False])
-    assert stacking.subtask1_rows(split, labelled, "0") == (["b", "d"], ["e"], ["a", "c", "e", "f", "g"])
-    assert stacking.subtask1_rows(split, labelled, "1") == (["a"], ["e"], ["b", "d", "e", "f", "g"])
-    assert stacking.subtask1_rows(split, labelled, "all") == (["a", "b", "d"], ["e"], list("abcdefg"))
+    assert subtask1.subtask1_rows(split, labelled, "0") == (["b", "d"], ["e"], ["a", "c", "e", "f", "g"])
+    assert subtask1.subtask1_rows(split, labelled, "1") == (["a"], ["e"], ["b", "d", "e", "f", "g"])
+    assert subtask1.subtask1_rows(split, labelled, "all") == (["a", "b", "d"], ["e"], list("abcdefg"))
 
 
 def test_parameter_counts_follow_the_reports_formula():
     for n_in, genres in ((2669, 766), (len(ab.LAYOUT), 315), (1024, 21)):
         model = MLP(n_in, genres, hidden=(256,), dropout=0.5)
-        assert count_parameters(model) == stacking.expected_parameters(n_in, 256, genres)
-    assert stacking.expected_parameters(2669, 256, 766) == 2669 * 256 + 256 + 256 * 766 + 766
+        assert count_parameters(model) == networks.expected_parameters(n_in, 256, genres)
+    assert networks.expected_parameters(2669, 256, 766) == 2669 * 256 + 256 + 256 * 766 + 766
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +249,7 @@ def members(prepared) -> dict[str, dict[str, ArtifactRef]]:
     p = prepared
     return {
         source: {
-            fold: stage(p["store"], "train", stacking.write_subtask1_model, p["features"], p["split"], p["targets"],
+            fold: stage(p["store"], "train", subtask1.write_subtask1_model, p["features"], p["split"], p["targets"],
                         p["prep"], source, fold, CONFIG)
             for fold in ("all", "0", "1")
         }
@@ -257,13 +261,13 @@ def test_fold_networks_never_fit_or_embed_other_training_folds(prepared, members
     store = prepared["store"]
     split = read_split(store, prepared["split"])
     for source, by_fold in members.items():
-        labelled = split["recordingmbid"].isin(stacking.read_labels(store, prepared["targets"], source).index)
+        labelled = split["recordingmbid"].isin(read_labels(store, prepared["targets"], source).index)
         for fold, ref in by_fold.items():
             summary = store.read_json(ref, "summary.json")
-            fitted, _, embedded = stacking.subtask1_rows(split, labelled, fold)
+            fitted, _, embedded = subtask1.subtask1_rows(split, labelled, fold)
             assert summary["train_rows_sha256"] == scaling.fingerprint_rows(fitted)
-            assert summary["parameters"] == stacking.expected_parameters(len(ab.LAYOUT), 16, len(summary["labels"]))
-            outputs = store.read_parquet(ref, stacking.OUTPUTS, columns=["row_id"]).to_pandas()["row_id"]
+            assert summary["parameters"] == networks.expected_parameters(len(ab.LAYOUT), 16, len(summary["labels"]))
+            outputs = store.read_parquet(ref, networks.OUTPUTS, columns=["row_id"]).to_pandas()["row_id"]
             assert set(outputs) == set(embedded)
             if fold != "all":
                 in_fold = split.loc[(split["split"] == "train") & (split["fold"] == int(fold)), "row_id"]
@@ -280,19 +284,19 @@ def test_stacking_crossfit_and_insample_and_the_evaluation(prepared, members):
         summary = store.read_json(stacked, "summary.json")
         assert summary["views"] == (2 if mode == "crossfit" else 1)
         assert summary["architecture"]["n_in"] == 2 * CONFIG["hidden"]  # two member sources side by side
-        evaluated = stage(store, "evaluate", stacking.write_source_evaluation, store, p["split"], p["targets"], "lastfm",
+        evaluated = stage(store, "evaluate", evaluate.write_source_evaluation, store, p["split"], p["targets"], "lastfm",
                           members["lastfm"], stacked, 0)
-        evaluations[mode] = store.read_json(evaluated, stacking.METRICS)
+        evaluations[mode] = store.read_json(evaluated, evaluate.METRICS)
     crossfit = evaluations["crossfit"]["systems"]
-    for system in stacking.SYSTEMS:
+    for system in evaluate.SYSTEMS:
         for split_name in ("train", "validation", "test"):
             report = crossfit[system][split_name]
             assert 0 <= report["roc_auc_macro"] <= 1 and 0 <= report["per_track"]["f_score"] <= 1
     # The threshold is the one chosen on training out-of-fold scores of the fold networks.
     split = read_split(store, p["split"])
-    labels = stacking.read_labels(store, p["targets"], "lastfm")
+    labels = read_labels(store, p["targets"], "lastfm")
     train = split[(split["split"] == "train") & split["recordingmbid"].isin(labels.index)]
-    scores = np.vstack([stacking.read_outputs(store, members["lastfm"][str(k)], "scores", train.loc[train["fold"] == k, "row_id"])
+    scores = np.vstack([networks.read_outputs(store, members["lastfm"][str(k)], "scores", train.loc[train["fold"] == k, "row_id"])
                         for k in (0, 1)])
     truth = np.vstack([labels.rows(train.loc[train["fold"] == k, "recordingmbid"]) for k in (0, 1)])
     assert crossfit["subtask1"]["test"]["threshold"] == pytest.approx(metrics.choose_threshold(truth, scores))
@@ -301,7 +305,7 @@ def test_stacking_crossfit_and_insample_and_the_evaluation(prepared, members):
     assert crossfit["subtask1"]["train"]["per_track"] == pytest.approx(expected["per_track"])  # train figures are out of fold
     assert evaluations["insample"]["systems"]["subtask1"] == crossfit["subtask1"]  # stacking mode touches subtask 2 only
     assert evaluations["insample"]["systems"]["subtask2"] != crossfit["subtask2"]
-    tables = stacking.report_tables({"lastfm": evaluations["crossfit"]}, "crossfit")
+    tables = report_tables({"lastfm": evaluations["crossfit"]}, "crossfit")
     assert "| Subtask 2 (Oramas et al. 2018) | 0.8122 | 0.8863 | 0.9064 | 0.8874 |" in tables[1]
     assert "| lastfm | Subtask 1 |" in tables[2] and "0.5600" in tables[2]
 
