@@ -62,7 +62,7 @@ def read_songs(data_dir: str | Path, rel_paths: Sequence[str], timbre: bool) -> 
 
 
 def write_song_shard(writer: ArtifactWriter, data_dir: str, rel_paths: Sequence[str], timbre: bool) -> dict:
-    """The ETL stage: one shard of song files into one Parquet table (and its failures).
+    """The extract stage: one shard of song files into one Parquet table (and its failures).
     The bytes depend only on the files, never on workers or the order they came in."""
     table, failures = read_songs(data_dir, rel_paths, timbre)
     writer.write_parquet(TABLE, table)
