@@ -2,7 +2,7 @@
 
 discover → plan shards → extract (per shard, Dask) → collect/quarantine → clean (per shard,
 Dask) → split by artist → design matrices per variant (Dask) → leakage audit → fit
-(per variant, model and alpha, Dask) → evaluate → report
+(per variant, feature set, model and alpha, Dask) → evaluate → report
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def msd_hotness(params: MsdHotnessParams = MsdHotnessParams(), explain: bool = F
         designs = {variant: future.result() for variant, future in building.items()}
         for design in designs.values():
             audit_leakage(ctx, design, split)
-        grid = model_grid(params.variants, params.models, params.alphas)
+        grid = model_grid(params.variants, params.models, params.alphas, params.feature_sets)
         fitting = [fit_regressor.submit(ctx, designs[spec.variant], spec) for spec in grid]
         evaluation = evaluate_regressors(ctx, designs, [(spec, f.result()) for spec, f in zip(grid, fitting)])
         outputs = collect_regression_outputs(ctx, evaluation, raw, clean, len(songs))

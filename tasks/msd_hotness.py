@@ -12,7 +12,7 @@ from mirflow.core.store import ArtifactRef, ArtifactStore
 from mirflow.datasets import msd
 from mirflow.pipelines.msd_hotness import extract as msd_extract
 from mirflow.pipelines.msd_hotness import design as msd_design
-from mirflow.pipelines.msd_hotness.evaluate import write_evaluation
+from mirflow.pipelines.msd_hotness.evaluate import feature_set_table, write_evaluation
 from mirflow.pipelines.msd_hotness.linear import FitSpec, write_fit
 from mirflow.stages.featuresets import FeatureSet
 from mirflow.stages.shards import Shard
@@ -124,12 +124,15 @@ def collect_regression_outputs(
         "RMSE against training time": "rmse_vs_time.png",
     }
     memory = summary["feature_memory"]
+    comparison = feature_set_table(outputs.metrics_by_model)
     outputs.notes = [
         f"Songs: {n_files} files, {counts['rows_in']} read, {counts['rows']} kept after cleaning "
         f"({counts['no_hotness']} without hotness, {counts['zero_hotness']} with hotness 0).",
         "Feature-matrix memory (scaled CSR, float32): " + "; ".join(
             f"{variant} {m['matrix_bytes'] / 2**20:.2f} MiB ({m['columns']} columns, {m['nnz']} non-zeros)" for variant, m in memory.items()
         ) + ".",
+        *([f"### RMSE with and without the artist's popularity (artist_hotttnesss, artist_familiarity: the target's "
+           f"snapshot)\n\n{comparison}"] if comparison else []),
     ]
     outputs.extra = {"inputs": {"song_files": n_files, **counts}, "feature_memory": memory}
     return outputs

@@ -44,17 +44,18 @@ def songs_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pipeline(songs_dir, tmp_path_factory):
-    """ETL (3 shards) → clean → split → both designs → a small grid of fits → evaluation."""
+    """ETL (3 shards) → clean → split → both designs → a small grid of fits (both feature sets) → evaluation."""
     store = ArtifactStore(str(tmp_path_factory.mktemp("msd_store")))
     paths = rel_paths(songs_dir)
     etl = [stage(store, "extract", msd_etl.write_song_shard, str(songs_dir), paths[i::3], False) for i in range(3)]
     clean = FeatureSet(store, tuple(stage(store, "clean", msd_etl.write_clean_shard, store, ref) for ref in etl))
     split = stage(store, "split", write_split, clean, (0.6, 0.2, 0.2), 0, None, None, False)
     designs = {v: stage(store, "design", msd_design.write_design, clean, split, v, 16, 2) for v in msd_design.VARIANTS}
-    grid = linear.model_grid(list(msd_design.VARIANTS), ["lasso", "elasticnet"], [1e-4, 1e-2])
+    grid = linear.model_grid(list(msd_design.VARIANTS), ["lasso", "elasticnet"], [1e-4, 1e-2], list(linear.FEATURE_SETS))
     fits = [(spec, stage(store, "train", linear.write_fit, store, designs[spec.variant], spec, 0.5, 5000, 1e-4)) for spec in grid]
     evaluation = stage(store, "evaluate", evaluate.write_evaluation, store, designs, fits)
-    return {"store": store, "etl": etl, "clean": clean, "split": split, "designs": designs, "evaluation": evaluation}
+    return {"store": store, "etl": etl, "clean": clean, "split": split, "designs": designs, "evaluation": evaluation,
+            "fits": [ref for _, ref in fits]}
 
 
 # ----------------------------------------------------------------------------- continents
@@ -283,13 +284,14 @@ def test_hashed_block_is_sklearns_signed_feature_hasher_and_names_carry_the_sign
 def test_models_beat_the_constant_baseline_and_stronger_penalties_are_sparser(pipeline):
     store, evaluation = pipeline["store"], pipeline["evaluation"]
     scores = store.read_json(evaluation, "metrics.json")
-    assert len(scores) == 1 + 2 * 2 * 2
+    assert len(scores) == 1 + 2 * 2 * 2 * 2  # baseline + 2 variants x 2 feature sets x 2 models x 2 alphas
     best = min(scores[m]["validation"]["rmse"] for m in scores if m != "constant")
     assert best < 0.8 * scores["constant"]["validation"]["rmse"]
     assert scores["lasso-onehot-0.01"]["nonzero_coefficients"] < scores["lasso-onehot-0.0001"]["nonzero_coefficients"]
     assert scores["constant"]["nonzero_coefficients"] == 0 and abs(scores["constant"]["train"]["r2"]) < 1e-9
     top = store.read_json(evaluation, "top_features.json")
-    assert set(top) == {"onehot", "hashed"} and 0 < len(top["onehot"]["features"]) <= 10
+    assert set(top) == {"onehot", "hashed", "onehot, no_artist_popularity", "hashed, no_artist_popularity"}
+    assert 0 < len(top["onehot"]["features"]) <= 10
     assert {"artist_hotttnesss", "artist_familiarity"} & {f["feature"] for f in top["onehot"]["features"][:3]}
     table = pd.read_csv(io.BytesIO(store.read_bytes(evaluation, "results.csv")))
     assert len(table) == len(scores) and {"rmse_test", "train_seconds", "matrix_mib"} <= set(table.columns)
@@ -297,11 +299,40 @@ def test_models_beat_the_constant_baseline_and_stronger_penalties_are_sparser(pi
         assert store.read_bytes(evaluation, png)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_feature_set_without_artist_popularity_leaves_both_columns_out(pipeline):
+    store, evaluation = pipeline["store"], pipeline["evaluation"]
+    scores = store.read_json(evaluation, "metrics.json")
+    design = msd_design.load_design(store, pipeline["designs"]["onehot"])
+    popularity = [design.columns.index(c) for c in ("artist_hotttnesss", "artist_familiarity")]
+    weights = store.read_json(evaluation, "top_features.json")
+    assert not {"artist_hotttnesss", "artist_familiarity"} & {f["feature"] for f in weights["onehot, no_artist_popularity"]["features"]}
+    for ref in pipeline["fits"]:
+        summary = store.read_json(ref, "summary.json")
+        coef = np.load(io.BytesIO(store.read_bytes(ref, linear.COEF)))
+        if summary["variant"] == "onehot" and summary["model"] == "lasso":
+            left_out = {"artist_hotttnesss", "artist_familiarity"} if summary["feature_set"] == "no_artist_popularity" else set()
+            assert set(summary["left_out_columns"]) == left_out
+            assert (coef[popularity] == 0).all() == bool(left_out), summary["name"]
+    # The generated target leans on the artist's popularity: without it, every variant's best model is worse.
+    for variant in msd_design.VARIANTS:
+        best = {f: min(r["validation"]["rmse"] for r in scores.values() if (r["variant"], r["feature_set"]) == (variant, f))
+                for f in linear.FEATURE_SETS}
+        assert best["no_artist_popularity"] > best["report"], (variant, best)
+    table = evaluate.feature_set_table(scores)
+    assert "| variant | model | alpha | test RMSE, report | test RMSE, no_artist_popularity |" in table
+    assert len(table.splitlines()) == 2 + 2 * 2 * 2
+    assert evaluate.feature_set_table({k: v for k, v in scores.items() if "no_artist" not in k}) == ""
+
+
 def test_model_grid_has_one_baseline_and_every_combination():
     grid = linear.model_grid(["onehot", "hashed"], ["lasso"], [0.1, 0.01])
     assert [s.name for s in grid] == ["constant", "lasso-onehot-0.1", "lasso-onehot-0.01", "lasso-hashed-0.1", "lasso-hashed-0.01"]
     with pytest.raises(ConfigError, match="ridge"):
         linear.model_grid(["onehot"], ["ridge"], [0.1])
+    grid = linear.model_grid(["onehot"], ["lasso"], [0.1], ["report", "no_artist_popularity"])
+    assert [s.name for s in grid] == ["constant", "lasso-onehot-0.1", "lasso-onehot-no_artist_popularity-0.1"]
+    with pytest.raises(ConfigError, match="no_artists"):
+        linear.model_grid(["onehot"], ["lasso"], [0.1], ["no_artists"])
 
 
 # ----------------------------------------------------------------------------- leakage audit

@@ -1,5 +1,5 @@
 """MSD song hotness's evaluate stage: RMSE per model and split, the report's results
-table, its top-features figure and RMSE against training time."""
+table, the feature sets side by side, its top-features figure and RMSE against training time."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from mirflow.core.store import ArtifactRef, ArtifactStore, ArtifactWriter
 from mirflow.pipelines.msd_hotness.design import load_design
-from mirflow.pipelines.msd_hotness.linear import COEF, FitSpec
+from mirflow.pipelines.msd_hotness.linear import COEF, FEATURE_SETS, FitSpec
 from mirflow.stages import metrics, splits
 
 
@@ -39,27 +39,29 @@ def write_evaluation(
             mask = (design.rows["split"] == name).to_numpy()
             if mask.any():
                 result[name] = metrics.regression_report(design.rows["y"].to_numpy()[mask], predicted[mask])
-        variant_size = sizes[spec.variant] if spec.model != "constant" else {"columns": 0, "matrix_bytes": 0}
+        fitted = spec.model != "constant"
+        variant_size = sizes[spec.variant] if fitted else {"columns": 0, "matrix_bytes": 0}
         result.update(
             alpha=spec.alpha,
             train_seconds=fit["train_seconds"],
             nonzero_coefficients=fit["nonzero_coefficients"],
-            features=variant_size["columns"],
+            features=variant_size["columns"] - len(fit.get("left_out_columns", [])),
             matrix_mib=variant_size["matrix_bytes"] / 2**20,
             converged=fit["converged"],
-            variant=spec.variant if spec.model != "constant" else None,
+            variant=spec.variant if fitted else None,
+            feature_set=spec.feature_set if fitted else None,
         )
         by_model[spec.name] = result
         weights[spec.name] = coef
     selection = "validation" if all("validation" in r for r in by_model.values()) else "train"
     top_features = {}
-    for variant, design in loaded.items():
-        candidates = [s for s, _ in fits if s.variant == variant and s.model != "constant"]
+    for (variant, design), feature_set in ((v, f) for v in loaded.items() for f in FEATURE_SETS):
+        candidates = [s for s, _ in fits if (s.variant, s.feature_set) == (variant, feature_set) and s.model != "constant"]
         if candidates:
             best = min(candidates, key=lambda s: by_model[s.name][selection]["rmse"])
             coef = weights[best.name]
             order = [i for i in np.argsort(-np.abs(coef), kind="stable")[:top] if coef[i] != 0]
-            top_features[variant] = {
+            top_features[variant if feature_set == "report" else f"{variant}, {feature_set}"] = {
                 "model": best.name,
                 "features": [{"feature": design.columns[i], "weight": float(coef[i])} for i in order],
             }
@@ -78,11 +80,28 @@ def results_table(by_model: dict[str, dict]) -> pd.DataFrame:
     """One row per model: the report's table (RMSE per split, time, sparsity, memory)."""
     rows = []
     for name, result in by_model.items():
-        row = {"model": name, "variant": result["variant"], "alpha": result["alpha"]}
+        row = {"model": name, "variant": result["variant"], "feature_set": result["feature_set"], "alpha": result["alpha"]}
         row.update({f"rmse_{s}": result[s]["rmse"] for s in splits.SPLITS if s in result})
         row.update({k: result[k] for k in ("train_seconds", "nonzero_coefficients", "features", "matrix_mib", "converged")})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def feature_set_table(by_model: dict[str, dict]) -> str:
+    """Markdown: each (variant, model, alpha) in one row, its test RMSE (validation when
+    there is no test split) with each feature set side by side; empty for one feature set."""
+    table = results_table(by_model)
+    column = "rmse_test" if "rmse_test" in table else "rmse_validation"
+    fitted = table[table["variant"].notna()].assign(kind=lambda t: t["model"].str.split("-").str[0])
+    sets = [f for f in FEATURE_SETS if f in set(fitted["feature_set"])]
+    if len(sets) < 2:
+        return ""
+    wide = fitted.pivot_table(index=["variant", "kind", "alpha"], columns="feature_set", values=column, sort=False)
+    lines = ["| variant | model | alpha | " + " | ".join(f"{column.split('_')[1]} RMSE, {f}" for f in sets) + " |",
+             "|---|---|---|" + "---|" * len(sets)]
+    for (variant, kind, alpha), row in wide.iterrows():
+        lines.append(f"| {variant} | {kind} | {alpha:g} | " + " | ".join(f"{row[f]:.4f}" for f in sets) + " |")
+    return "\n".join(lines)
 
 
 def _png(figure: Figure) -> bytes:
@@ -110,17 +129,19 @@ def top_features_png(top_features: dict[str, dict]) -> bytes:
 
 def rmse_vs_time_png(table: pd.DataFrame) -> bytes:
     """The report's figure 4: test RMSE (validation when there is no test split) against
-    training time, one point per (variant, model, alpha); the constant baseline as a line."""
+    training time, one point per (variant, feature set, model, alpha); the constant baseline as a line."""
     column = "rmse_test" if "rmse_test" in table else "rmse_validation" if "rmse_validation" in table else "rmse_train"
     figure = Figure(figsize=(7, 4.5), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     fitted = table[table["variant"].notna()]
-    colours = dict(zip(sorted(fitted["variant"].unique()), ("tab:blue", "tab:orange", "tab:green")))
-    for (variant, model), group in fitted.groupby([fitted["variant"], fitted["model"].str.split("-").str[0]]):
+    lines = fitted.groupby([fitted["variant"], fitted["feature_set"], fitted["model"].str.split("-").str[0]])
+    colours = dict(zip(sorted({key[:2] for key in lines.groups}), ("tab:blue", "tab:orange", "tab:green", "tab:purple")))
+    for (variant, feature_set, model), group in lines:
         seconds = np.maximum(group["train_seconds"].to_numpy(), 1e-4)
         style = {"marker": "o", "linestyle": "-"} if model == "lasso" else {"marker": "s", "linestyle": "--"}
-        axes.plot(seconds, group[column], color=colours[variant], label=f"{model}, {variant}", **style)
+        label = f"{model}, {variant}" + ("" if feature_set == "report" else f", {feature_set}")
+        axes.plot(seconds, group[column], color=colours[variant, feature_set], label=label, **style)
         for x, y, alpha in zip(seconds, group[column], group["alpha"]):
             axes.annotate(f"λ={alpha:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     baseline = table.loc[table["variant"].isna(), column]

@@ -1,5 +1,14 @@
 """MSD song hotness's train stage: sparse linear models (Lasso, ElasticNet, a constant
-baseline) on the training rows of a design matrix, one fit per (variant, model, alpha)."""
+baseline) on the training rows of a design matrix, one fit per (variant, feature set,
+model, alpha).
+
+A feature set leaves columns of the design out of a fit: ``artist_hotttnesss`` and
+``artist_familiarity`` come from the same snapshot as the target ``song_hotttnesss``,
+so the report's feature set (``report``) is compared with one without them. Leaving
+columns out at the fit, rather than building another design, shares the design, its
+scalers and its audit (each column is scaled on its own, so the others are unchanged);
+the left-out columns get weight 0 in the saved coefficients.
+"""
 
 from __future__ import annotations
 
@@ -20,27 +29,38 @@ from mirflow.pipelines.msd_hotness.design import load_design
 
 COEF = "coef.npy"
 MODELS = ("constant", "lasso", "elasticnet")
+# Feature set -> design columns it leaves out. "report" first: the report's features.
+FEATURE_SETS = {"report": (), "no_artist_popularity": ("artist_hotttnesss", "artist_familiarity")}
 
 
 @dataclass(frozen=True)
 class FitSpec:
-    """One model to fit: on which design variant, which model, which regularisation."""
+    """One model to fit: on which design variant and feature set, which model, which regularisation."""
 
     variant: str
     model: str  # one of MODELS
     alpha: float = 0.0  # sklearn's alpha: the report's λ
+    feature_set: str = "report"  # one of FEATURE_SETS
 
     @property
     def name(self) -> str:
-        return "constant" if self.model == "constant" else f"{self.model}-{self.variant}-{self.alpha:g}"
+        if self.model == "constant":
+            return "constant"
+        features = "" if self.feature_set == "report" else f"-{self.feature_set}"
+        return f"{self.model}-{self.variant}{features}-{self.alpha:g}"
 
 
-def model_grid(variants: Sequence[str], models: Sequence[str], alphas: Sequence[float]) -> list[FitSpec]:
-    """The constant baseline (once: it ignores the features) and every (variant, model, alpha)."""
-    unknown = sorted(set(models) - set(MODELS[1:]))
-    if unknown or not variants or any(a <= 0 for a in alphas):
-        raise ConfigError(f"models {list(models)} must be among {MODELS[1:]}, variants non-empty, alphas > 0: {list(alphas)}")
-    return [FitSpec(variants[0], "constant")] + [FitSpec(v, m, float(a)) for v in variants for m in models for a in alphas]
+def model_grid(
+    variants: Sequence[str], models: Sequence[str], alphas: Sequence[float], feature_sets: Sequence[str] = ("report",)
+) -> list[FitSpec]:
+    """The constant baseline (once: it ignores the features) and every (variant, feature set, model, alpha)."""
+    unknown = sorted(set(models) - set(MODELS[1:])) + sorted(set(feature_sets) - set(FEATURE_SETS))
+    if unknown or not variants or not feature_sets or any(a <= 0 for a in alphas):
+        raise ConfigError(f"models {list(models)} must be among {MODELS[1:]}, feature sets {list(feature_sets)} among "
+                          f"{list(FEATURE_SETS)}, variants and feature sets non-empty, alphas > 0: {list(alphas)}")
+    return [FitSpec(variants[0], "constant")] + [
+        FitSpec(v, m, float(a), f) for v in variants for f in feature_sets for m in models for a in alphas
+    ]
 
 
 def fit_linear(X: sp.csr_matrix, y: np.ndarray, spec: FitSpec, l1_ratio: float, max_iter: int, tol: float) -> dict:
@@ -63,18 +83,24 @@ def fit_linear(X: sp.csr_matrix, y: np.ndarray, spec: FitSpec, l1_ratio: float, 
 def write_fit(
     writer: ArtifactWriter, store: ArtifactStore, design_ref: ArtifactRef, spec: FitSpec, l1_ratio: float, max_iter: int, tol: float
 ) -> dict:
-    """The train stage: one model on the training rows of one design."""
+    """The train stage: one model on the training rows of one design, without the
+    columns its feature set leaves out (their coefficients are saved as 0)."""
     design = load_design(store, design_ref)
     train = (design.rows["split"] == "train").to_numpy()
     y = design.rows["y"].to_numpy(np.float32)[train]
-    fitted = fit_linear(design.X[train], y, spec, l1_ratio, max_iter, tol)
+    kept = ~np.isin(design.columns, FEATURE_SETS[spec.feature_set])
+    fitted = fit_linear(design.X[train][:, np.flatnonzero(kept)], y, spec, l1_ratio, max_iter, tol)
+    coef = np.zeros(len(design.columns))
+    coef[kept] = fitted["coef"]
     buffer = io.BytesIO()
-    np.save(buffer, fitted["coef"])
+    np.save(buffer, coef)
     writer.write_bytes(COEF, buffer.getvalue())
     return {
         "name": spec.name,
         "model": spec.model,
         "variant": spec.variant,
+        "feature_set": spec.feature_set,
+        "left_out_columns": [c for c, k in zip(design.columns, kept) if not k],
         "alpha": spec.alpha,
         "intercept": fitted["intercept"],
         "train_seconds": fitted["seconds"],
