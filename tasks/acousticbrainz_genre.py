@@ -102,25 +102,25 @@ def train_subtask1(
                      on_dask=True, label=f"train[{source}/{fold}]")
 
 
-@task(**STAGE_DEFAULTS, task_run_name="stack-{source}")
+@task(**STAGE_DEFAULTS, task_run_name="stack-{source}-{mode}")
 def train_stacker(
-    ctx: RunContext, split: ArtifactRef, targets: ArtifactRef, members: dict[str, dict[str, ArtifactRef]], source: str
+    ctx: RunContext, split: ArtifactRef, targets: ArtifactRef, members: dict[str, dict[str, ArtifactRef]], source: str, mode: str
 ) -> ArtifactRef:
     config = _training_config(ctx)
-    mode = ctx.params.stacking
     keys = {s: {f: ref.key for f, ref in by_fold.items()} for s, by_fold in members.items()}
     inputs = {"split": split.key, "targets": targets.key, "members": keys}
     args = (ctx.store, split, targets, source, members, mode, config)
     return run_stage(ctx, "stack", stacking.write_stacked_model, {**config, "source": source, "mode": mode}, inputs, args,
-                     on_dask=True, label=f"stack[{source}]")
+                     on_dask=True, label=f"stack[{source}/{mode}]")
 
 
 @task(**STAGE_DEFAULTS, task_run_name="evaluate-{source}")
 def evaluate_source(
-    ctx: RunContext, split: ArtifactRef, targets: ArtifactRef, subtask1: dict[str, ArtifactRef], stacked: ArtifactRef, source: str
+    ctx: RunContext, split: ArtifactRef, targets: ArtifactRef, subtask1: dict[str, ArtifactRef], stacked: dict[str, ArtifactRef],
+    source: str,
 ) -> ArtifactRef:
     keys = {f: ref.key for f, ref in subtask1.items()}
-    inputs = {"split": split.key, "targets": targets.key, "subtask1": keys, "stack": stacked.key}
+    inputs = {"split": split.key, "targets": targets.key, "subtask1": keys, "stack": {m: ref.key for m, ref in stacked.items()}}
     args = (ctx.store, split, targets, source, subtask1, stacked, ctx.params.seed)
     return run_stage(ctx, "evaluate", write_source_evaluation, {"source": source, "seed": ctx.params.seed}, inputs, args,
                      label=f"evaluate[{source}]")
@@ -132,7 +132,7 @@ def collect_genre_outputs(
     features: FeatureSet,
     evaluations: dict[str, ArtifactRef],
     members: dict[str, dict[str, ArtifactRef]],
-    stacked: dict[str, ArtifactRef],
+    stacked: dict[str, dict[str, ArtifactRef]],
 ) -> runs.RunOutputs:
     """Metrics of every system and source, the report's tables, the feature layout (with
     constant and missing columns) and the full subtask-1 and stacked networks."""
@@ -145,9 +145,10 @@ def collect_genre_outputs(
     for source, evaluation in evaluated.items():
         outputs.metrics_by_model.update(run_metrics(evaluation))
         outputs.files[f"models/subtask1-{source}.pt"] = store.read_bytes(members[source][FULL], MODEL)
-        outputs.files[f"models/subtask2-{source}.pt"] = store.read_bytes(stacked[source], MODEL)
+        for mode, ref in stacked[source].items():
+            outputs.files[f"models/subtask2-{mode}-{source}.pt"] = store.read_bytes(ref, MODEL)
     outputs.files["layout.json"] = layout
-    outputs.notes = [ab_etl.layout_note(layout, "layout.json"), *report_tables(evaluated, ctx.params.stacking)]
+    outputs.notes = [ab_etl.layout_note(layout, "layout.json"), *report_tables(evaluated)]
     outputs.extra = {"layout": {k: layout[k] for k in ("rows", "width", "constant_columns", "columns_with_missing")},
                      "stacking": ctx.params.stacking}
     return outputs

@@ -275,22 +275,23 @@ def test_fold_networks_never_fit_or_embed_other_training_folds(prepared, members
                 assert set(split.loc[split["row_id"].isin(outputs) & (split["split"] == "train"), "row_id"]) == set(in_fold)
 
 
-def test_stacking_crossfit_and_insample_and_the_evaluation(prepared, members):
+def test_stacking_modes_and_the_evaluation(prepared, members):
     p, store = prepared, prepared["store"]
-    evaluations = {}
-    for mode in ("crossfit", "insample"):
-        stacked = stage(store, "stack", stacking.write_stacked_model, store, p["split"], p["targets"], "lastfm", members,
-                        mode, CONFIG)
-        summary = store.read_json(stacked, "summary.json")
-        assert summary["views"] == (2 if mode == "crossfit" else 1)
-        assert summary["architecture"]["n_in"] == 2 * CONFIG["hidden"]  # two member sources side by side
-        evaluated = stage(store, "evaluate", evaluate.write_source_evaluation, store, p["split"], p["targets"], "lastfm",
-                          members["lastfm"], stacked, 0)
-        evaluations[mode] = store.read_json(evaluated, evaluate.METRICS)
-    crossfit = evaluations["crossfit"]["systems"]
-    for system in evaluate.SYSTEMS:
+    stacked = {mode: stage(store, "stack", stacking.write_stacked_model, store, p["split"], p["targets"], "lastfm", members,
+                           mode, CONFIG) for mode in stacking.MODES}
+    summaries = {mode: store.read_json(ref, "summary.json") for mode, ref in stacked.items()}
+    assert {mode: s["views"] for mode, s in summaries.items()} == {"crossfit": 2, "crossfit_scores": 2, "insample": 1}
+    assert summaries["crossfit"]["architecture"]["n_in"] == 2 * CONFIG["hidden"]  # two member sources side by side
+    widths = [len(store.read_json(members[s]["all"], "summary.json")["labels"]) for s in SOURCES]
+    assert summaries["crossfit_scores"]["architecture"]["n_in"] == sum(widths)  # every member source's genre scores
+    evaluated = stage(store, "evaluate", evaluate.write_source_evaluation, store, p["split"], p["targets"], "lastfm",
+                      members["lastfm"], stacked, 0)
+    evaluation = store.read_json(evaluated, evaluate.METRICS)
+    systems = evaluation["systems"]
+    assert list(systems) == ["subtask1", "subtask2-crossfit", "subtask2-crossfit_scores", "subtask2-insample", "random"]
+    for system in systems:
         for split_name in ("train", "validation", "test"):
-            report = crossfit[system][split_name]
+            report = systems[system][split_name]
             assert 0 <= report["roc_auc_macro"] <= 1 and 0 <= report["per_track"]["f_score"] <= 1
     # The threshold is the one chosen on training out-of-fold scores of the fold networks.
     split = read_split(store, p["split"])
@@ -299,13 +300,15 @@ def test_stacking_crossfit_and_insample_and_the_evaluation(prepared, members):
     scores = np.vstack([networks.read_outputs(store, members["lastfm"][str(k)], "scores", train.loc[train["fold"] == k, "row_id"])
                         for k in (0, 1)])
     truth = np.vstack([labels.rows(train.loc[train["fold"] == k, "recordingmbid"]) for k in (0, 1)])
-    assert crossfit["subtask1"]["test"]["threshold"] == pytest.approx(metrics.choose_threshold(truth, scores))
-    expected = metrics.multilabel_report(truth, scores, labels.names, crossfit["subtask1"]["test"]["threshold"])
-    assert crossfit["subtask1"]["train"]["roc_auc_macro"] == pytest.approx(expected["roc_auc_macro"])
-    assert crossfit["subtask1"]["train"]["per_track"] == pytest.approx(expected["per_track"])  # train figures are out of fold
-    assert evaluations["insample"]["systems"]["subtask1"] == crossfit["subtask1"]  # stacking mode touches subtask 2 only
-    assert evaluations["insample"]["systems"]["subtask2"] != crossfit["subtask2"]
-    tables = report_tables({"lastfm": evaluations["crossfit"]}, "crossfit")
+    assert systems["subtask1"]["test"]["threshold"] == pytest.approx(metrics.choose_threshold(truth, scores))
+    expected = metrics.multilabel_report(truth, scores, labels.names, systems["subtask1"]["test"]["threshold"])
+    assert systems["subtask1"]["train"]["roc_auc_macro"] == pytest.approx(expected["roc_auc_macro"])
+    assert systems["subtask1"]["train"]["per_track"] == pytest.approx(expected["per_track"])  # train figures are out of fold
+    assert systems["subtask2-insample"] != systems["subtask2-crossfit"]
+    assert set(evaluate.run_metrics(evaluation)) == {f"{system}-lastfm" for system in systems}
+    tables = report_tables({"lastfm": evaluation})
+    assert "| Subtask 2 (stacked on out-of-fold scores) |" in tables[0]
+    assert "| Subtask 2 (stacked on in-sample activations, leaky) |" in tables[0]
     assert "| Subtask 2 (Oramas et al. 2018) | 0.8122 | 0.8863 | 0.9064 | 0.8874 |" in tables[1]
     assert "| lastfm | Subtask 1 |" in tables[2] and "0.5600" in tables[2]
 

@@ -4,7 +4,6 @@ beside the published ones."""
 from __future__ import annotations
 
 from mirflow.datasets import acousticbrainz as ab
-from mirflow.pipelines.acousticbrainz_genre.evaluate import SYSTEMS
 
 # Published figures (macro ROC AUC; per-track F of the Oramas et al. baseline on the task's results page).
 PAPER_AUC = {
@@ -15,12 +14,18 @@ REPORT_AUC = {"subtask1": {"lastfm": 0.85281, "tagtraum": 0.82729}}  # report 00
 ORAMAS_F = {"allmusic": 0.588, "discogs": 0.685, "lastfm": 0.560, "tagtraum": 0.624}
 
 
+STACKING = {"crossfit": "out-of-fold activations", "crossfit_scores": "out-of-fold scores",
+            "insample": "in-sample activations, leaky"}  # what each stacking mode feeds subtask 2
+
+
 def _cell(value) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
-def report_tables(evaluations: dict[str, dict], mode: str) -> list[str]:
-    """Markdown laid out like report 003's tables 1 and 2: ours beside the published figures."""
+def report_tables(evaluations: dict[str, dict]) -> list[str]:
+    """Markdown laid out like report 003's tables 1 and 2: ours (every stacking mode side
+    by side) beside the published figures."""
+    systems = list(next(iter(evaluations.values()))["systems"])
     split = "test" if "test" in next(iter(evaluations.values()))["systems"]["subtask1"] else "validation"
     titles = {"allmusic": "AllMusic", "discogs": "Discogs", "lastfm": "Lastfm", "tagtraum": "Tagtraum"}
     header = ["| | " + " | ".join(titles[s] for s in ab.SOURCES) + " |", "|---|" + "---|" * len(ab.SOURCES)]
@@ -28,15 +33,16 @@ def report_tables(evaluations: dict[str, dict], mode: str) -> list[str]:
     def auc_row(name: str, values: dict) -> str:
         return f"| {name} | " + " | ".join(_cell(values.get(s)) for s in ab.SOURCES) + " |"
 
-    names = {"subtask1": "Subtask 1", "subtask2": f"Subtask 2 ({mode} stacking)", "random": "Random baseline"}
+    names = {"subtask1": "Subtask 1", "random": "Random baseline",
+             **{f"subtask2-{mode}": f"Subtask 2 (stacked on {what})" for mode, what in STACKING.items()}}
     ours = [auc_row(names[system], {s: e["systems"][system][split]["roc_auc_macro"] for s, e in evaluations.items()})
-            for system in SYSTEMS]
+            for system in systems]
     published = [auc_row("Subtask 1 (Oramas et al. 2018)", PAPER_AUC["subtask1"]),
                  auc_row("Subtask 2 (Oramas et al. 2018)", PAPER_AUC["subtask2"]),
                  auc_row("Subtask 1 (report 003, Table 1)", REPORT_AUC["subtask1"])]
     track = ["| source | system | precision | recall | F | threshold | published F |", "|---|---|---|---|---|---|---|"]
     for source in (s for s in ab.SOURCES if s in evaluations):
-        for system in SYSTEMS:
+        for system in systems:
             report = evaluations[source]["systems"][system][split]
             p, r, f = (_cell(report["per_track"][k]) for k in ("precision", "recall", "f_score"))
             track.append(f"| {source} | {names[system]} | {p} | {r} | {f} | {report['threshold']:.3f} | {_cell(ORAMAS_F.get(source))} |")

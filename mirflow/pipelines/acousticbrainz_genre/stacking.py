@@ -1,5 +1,14 @@
 """AcousticBrainz genre's stack stage (subtask 2): a network per source on the
-concatenated hidden activations of every source's subtask-1 networks."""
+concatenated outputs of every source's subtask-1 networks, in one of three modes:
+
+- ``crossfit``: hidden activations, out of fold (the report's inputs without its leak);
+- ``crossfit_scores``: the networks' per-source scores (sigmoid probabilities), out of
+  fold. Hidden units of different fold networks need not mean the same thing (unit 7 of
+  the network without fold 0 is not unit 7 of the one without fold 1), so concatenating
+  them mixes inputs; a score means "probability of genre g" in every fold network;
+- ``insample``: the full networks' activations of their own training rows (the report's
+  leaky variant, for comparison).
+"""
 
 from __future__ import annotations
 
@@ -19,12 +28,16 @@ from mirflow.pipelines.acousticbrainz_genre.targets import read_labels
 from mirflow.stages import training
 from mirflow.stages.splits import read_split
 
-MODES = ("crossfit", "insample")
+# mode -> (the member networks' output it stacks, whether training rows take it out of fold)
+MODES = {"crossfit": ("hidden", True), "crossfit_scores": ("scores", True), "insample": ("hidden", False)}
 
 
-def _stacked_inputs(store: ArtifactStore, members: dict[str, dict[str, ArtifactRef]], fold: str, row_ids) -> np.ndarray:
-    """The member networks' hidden activations for ``row_ids`` side by side (sources sorted)."""
-    return np.hstack([read_outputs(store, members[s][fold], "hidden", row_ids) for s in sorted(members)])
+def _stacked_inputs(
+    store: ArtifactStore, members: dict[str, dict[str, ArtifactRef]], fold: str, row_ids, column: str
+) -> np.ndarray:
+    """The member networks' ``column`` outputs (hidden activations or scores) for
+    ``row_ids`` side by side (sources sorted)."""
+    return np.hstack([read_outputs(store, members[s][fold], column, row_ids) for s in sorted(members)])
 
 
 def _check_members(store: ArtifactStore, members: dict[str, dict[str, ArtifactRef]]) -> None:
@@ -64,36 +77,36 @@ def write_stacked_model(
     mode: str,
     config: dict,
 ) -> dict:
-    """The stack stage: a network on the concatenated hidden activations of every
+    """The stack stage: a network on the concatenated outputs (``MODES``) of every
     source's subtask-1 network (``members[source][fold]``), for ``source``'s genres.
 
-    ``crossfit``: training rows of fold k take the activations of the networks fitted
+    Cross-fitted modes: training rows of fold k take the outputs of the networks fitted
     without fold k; validation/test rows are scored once per fold and averaged.
-    ``insample``: every row takes the full networks' activations (leaky for training rows).
+    ``insample``: every row takes the full networks' outputs (leaky for training rows).
     Training rows also get out-of-fold stacked scores (a stacked network per fold), for
     choosing the F threshold.
     """
     if mode not in MODES:
-        raise ConfigError(f"stacking mode {mode!r}; choose one of {MODES}")
+        raise ConfigError(f"stacking mode {mode!r}; choose one of {list(MODES)}")
+    column, crossfit = MODES[mode]
     _check_members(store, members)
     split = read_split(store, split_ref)
     labels = read_labels(store, targets_ref, source)
     rows = split[split["recordingmbid"].isin(labels.index)]
-    train, held_out = rows[rows["split"] == "train"], rows[rows["split"] != "train"]
+    train = rows[rows["split"] == "train"].sort_values("fold", kind="stable")  # fold by fold, as x is read
+    held_out = rows[rows["split"] != "train"]
     folds = sorted(int(f) for f in members[source] if f != FULL)
-    views = [str(k) for k in folds] if mode == "crossfit" else [FULL]
+    views = [str(k) for k in folds] if crossfit else [FULL]
 
-    x = np.zeros((len(train), len(members) * config["hidden"]), np.float32)
-    for k in folds:
-        in_fold = (train["fold"] == k).to_numpy()
-        x[in_fold] = _stacked_inputs(store, members, str(k) if mode == "crossfit" else FULL, train["row_id"][in_fold])
+    x = np.vstack([_stacked_inputs(store, members, str(k) if crossfit else FULL, train["row_id"][train["fold"] == k], column)
+                   for k in folds])
     y = labels.rows(train["recordingmbid"])
-    held_x = [_stacked_inputs(store, members, view, held_out["row_id"]) for view in views]
+    held_x = [_stacked_inputs(store, members, view, held_out["row_id"], column) for view in views]
     validation = (held_out["split"] == "validation").to_numpy()
+    if not validation.any():  # the split stage checks this; never stop early on training rows instead
+        raise ConfigError(f"{source}: no validation recordings to stop the stacked network early on; raise validation_fraction")
     stop_y = labels.rows(held_out["recordingmbid"][validation])
     stop = (np.vstack([v[validation] for v in held_x]), np.tile(stop_y, (len(views), 1)))  # every view of each row
-    if not validation.any():
-        stop = (x, y)
 
     started = time.perf_counter()
     out_of_fold = np.zeros(y.shape, np.float32)
@@ -111,7 +124,7 @@ def write_stacked_model(
     writer.write_json("history.json", result.history)
     ab_etl.write_parquet_stream(writer, OUTPUTS, schema, [table])
     return {
-        "source": source, "mode": mode, "members": sorted(members), "views": len(views), "train_rows": len(train),
+        "source": source, "mode": mode, "inputs": column, "members": sorted(members), "views": len(views), "train_rows": len(train),
         "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
         "train_seconds": time.perf_counter() - started, **shape,
     }
