@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mirflow.core.errors import LeakageError
+from mirflow.core.errors import ConfigError, LeakageError
 from mirflow.core.store import ArtifactRef, ArtifactStore
 from mirflow.datasets import acousticbrainz as ab
 from mirflow.models import MLP, count_parameters
@@ -25,7 +25,7 @@ from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl
 from mirflow.pipelines.acousticbrainz_genre.report import report_tables
 from mirflow.pipelines.acousticbrainz_genre.split import release_group_components, write_recording_split
 from mirflow.pipelines.acousticbrainz_genre.targets import TAXONOMIES, read_labels, read_targets, write_targets
-from mirflow.stages import metrics, scaling
+from mirflow.stages import metrics, scaling, splits
 from mirflow.stages.featuresets import TABLE, FeatureSet
 from mirflow.stages.shards import plan_shards
 from mirflow.stages.splits import SPLIT, read_split
@@ -184,6 +184,21 @@ def test_official_training_recordings_sharing_a_group_with_test_are_dropped(tmp_
     assert (split.groupby("group")["split"].nunique() == 1).all()
 
 
+def test_a_source_without_validation_recordings_fails_at_the_split(prepared, monkeypatch):
+    """Its networks would have nothing to stop early on, and never stop on training rows instead."""
+    real = splits.split_train_val_test
+
+    def no_lastfm_validation(labels, groups, *, fractions, seed):
+        assigned = real(labels, groups, fractions=fractions, seed=seed).astype(str)
+        lastfm = labels.map(lambda keys: any(key.startswith("lastfm:") for key in keys))
+        return assigned.where(~(lastfm & (assigned == "validation")), "train")
+
+    monkeypatch.setattr(splits, "split_train_val_test", no_lastfm_validation)
+    p = prepared
+    with pytest.raises(ConfigError, match="validation_fraction=0.2 leaves no lastfm recording in the validation split"):
+        stage(p["store"], "split", write_recording_split, p["features"], p["targets"], 0.2, 0.2, 2, 0)
+
+
 # -- preprocessing and audit ----------------------------------------------------------------------------
 def test_missing_values_are_filled_with_the_training_mean_then_scaled(prepared):
     store, features = prepared["store"], prepared["features"]
@@ -288,7 +303,7 @@ def test_stacking_modes_and_the_evaluation(prepared, members):
                       members["lastfm"], stacked, 0)
     evaluation = store.read_json(evaluated, evaluate.METRICS)
     systems = evaluation["systems"]
-    assert list(systems) == ["subtask1", "subtask2-crossfit", "subtask2-crossfit_scores", "subtask2-insample", "random"]
+    assert set(systems) == {"subtask1", "subtask2-crossfit", "subtask2-crossfit_scores", "subtask2-insample", "random"}
     for system in systems:
         for split_name in ("train", "validation", "test"):
             report = systems[system][split_name]
@@ -307,8 +322,9 @@ def test_stacking_modes_and_the_evaluation(prepared, members):
     assert systems["subtask2-insample"] != systems["subtask2-crossfit"]
     assert set(evaluate.run_metrics(evaluation)) == {f"{system}-lastfm" for system in systems}
     tables = report_tables({"lastfm": evaluation})
-    assert "| Subtask 2 (stacked on out-of-fold scores) |" in tables[0]
-    assert "| Subtask 2 (stacked on in-sample activations, leaky) |" in tables[0]
+    rows = [line.split(" | ")[0] for line in tables[0].splitlines()[-5:]]
+    assert rows == ["| Subtask 1", "| Subtask 2 (stacked on out-of-fold activations)", "| Subtask 2 (stacked on out-of-fold scores)",
+                    "| Subtask 2 (stacked on in-sample activations, leaky)", "| Random baseline"]
     assert "| Subtask 2 (Oramas et al. 2018) | 0.8122 | 0.8863 | 0.9064 | 0.8874 |" in tables[1]
     assert "| lastfm | Subtask 1 |" in tables[2] and "0.5600" in tables[2]
 

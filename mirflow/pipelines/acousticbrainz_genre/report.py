@@ -25,7 +25,8 @@ def _cell(value) -> str:
 def report_tables(evaluations: dict[str, dict]) -> list[str]:
     """Markdown laid out like report 003's tables 1 and 2: ours (every stacking mode side
     by side) beside the published figures."""
-    systems = list(next(iter(evaluations.values()))["systems"])
+    order = ["subtask1", *(f"subtask2-{mode}" for mode in STACKING), "random"]
+    systems = sorted(next(iter(evaluations.values()))["systems"], key=order.index)
     split = "test" if "test" in next(iter(evaluations.values()))["systems"]["subtask1"] else "validation"
     titles = {"allmusic": "AllMusic", "discogs": "Discogs", "lastfm": "Lastfm", "tagtraum": "Tagtraum"}
     header = ["| | " + " | ".join(titles[s] for s in ab.SOURCES) + " |", "|---|" + "---|" * len(ab.SOURCES)]

@@ -10,6 +10,7 @@ import pyarrow as pa
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from mirflow.core.errors import ConfigError
 from mirflow.core.store import ArtifactRef, ArtifactWriter
 from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl
 from mirflow.pipelines.acousticbrainz_genre.targets import read_targets
@@ -74,6 +75,7 @@ def write_recording_split(
     else:
         fractions = (1 - validation_fraction - test_fraction, validation_fraction, test_fraction)
         rows["split"] = splits.split_train_val_test(labels, rows["group"], fractions=fractions, seed=seed).astype(str).to_numpy()
+    _require_validation_per_source(targets, rows, validation_fraction)
     train = rows["split"] == "train"
     fold = splits.kfold_assignments(labels[train], rows.loc[train, "group"], k=folds, seed=seed)
     rows["fold"] = -1
@@ -86,6 +88,17 @@ def write_recording_split(
         "dropped_for_test_group_overlap": dropped,
         "test_is_official_validation": bool(test.any()),
     }
+
+
+def _require_validation_per_source(targets: pd.DataFrame, rows: pd.DataFrame, validation_fraction: float) -> None:
+    """Every source with training recordings has validation ones: its networks stop early
+    on them (never on training rows instead)."""
+    by_split = rows.groupby("split")["recordingmbid"].agg(set)
+    for source, part in targets.groupby("source"):
+        mbids = set(part["recordingmbid"])
+        if mbids & by_split.get("train", set()) and not mbids & by_split.get("validation", set()):
+            raise ConfigError(f"validation_fraction={validation_fraction} leaves no {source} recording in the validation "
+                              "split, which early stopping needs; raise it or add data")
 
 
 def split_series(split: pd.DataFrame) -> pd.Series:

@@ -73,12 +73,14 @@ def write_subtask1_model(
     fitted, stopping, embedded = subtask1_rows(split, split["recordingmbid"].isin(labels.index), fold)
     if not fitted:
         raise ConfigError(f"{source} fold {fold}: no training recordings with {source} genres")
+    if not stopping:  # the split stage checks this; never stop early on training rows instead
+        raise ConfigError(f"{source}: no validation recordings to stop early on; raise validation_fraction")
     model, shape = built(network(len(ab_etl.FEATURES), len(labels.names), config), config["seed"])
     label = f"train[{source}/{fold}]"
     result = training.train_model(
         model,
         _feature_source(features, prep, labels, fitted, config, shuffle=True),
-        _feature_source(features, prep, labels, stopping or fitted, config, shuffle=False),
+        _feature_source(features, prep, labels, stopping, config, shuffle=False),
         train_config(config),
         on_epoch=lambda record: progress.report(label, record["epoch"], config["max_epochs"]),
     )

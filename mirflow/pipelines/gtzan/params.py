@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from mirflow.core.params import RunParams, SplitParams, TrainParams
 
@@ -34,16 +34,9 @@ class GtzanParams(RunParams, SplitParams, TrainParams):
             raise ValueError(f"segment {value!r} must be a duration such as '3s' or '2.5s'")
         return value
 
-    @model_validator(mode="after")
-    def _evaluation_has_rows(self) -> GtzanParams:
-        # Evaluation scores the test split, else the validation split: one must get rows.
-        if self.split_file is None and self.fractions[1] == 0 and self.fractions[2] == 0:
-            raise ValueError(f"fractions {self.fractions} leave no validation and no test rows to evaluate on; "
-                             "give one of them a share (e.g. 0.8 0.1 0.1) or use split_file")
-        return self
-
     def check_inputs(self) -> None:
         super().check_inputs()
+        self.check_split_file()
         if self.data_dir is not None:
             from mirflow.datasets import gtzan
 

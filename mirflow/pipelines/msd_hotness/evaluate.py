@@ -53,12 +53,11 @@ def write_evaluation(
         )
         by_model[spec.name] = result
         weights[spec.name] = coef
-    selection = "validation" if all("validation" in r for r in by_model.values()) else "train"
     top_features = {}
     for (variant, design), feature_set in ((v, f) for v in loaded.items() for f in FEATURE_SETS):
         candidates = [s for s, _ in fits if (s.variant, s.feature_set) == (variant, feature_set) and s.model != "constant"]
         if candidates:
-            best = min(candidates, key=lambda s: by_model[s.name][selection]["rmse"])
+            best = min(candidates, key=lambda s: by_model[s.name]["validation"]["rmse"])  # never on training rows
             coef = weights[best.name]
             order = [i for i in np.argsort(-np.abs(coef), kind="stable")[:top] if coef[i] != 0]
             top_features[variant if feature_set == "report" else f"{variant}, {feature_set}"] = {
@@ -72,7 +71,7 @@ def write_evaluation(
     writer.write_bytes("top_features.png", top_features_png(top_features))
     writer.write_bytes("rmse_vs_time.png", rmse_vs_time_png(table))
     memory = {variant: {k: size[k] for k in ("rows", "columns", "nnz", "matrix_bytes")} for variant, size in sizes.items()}
-    return {"models": len(by_model), "selected_on": selection, "feature_memory": memory,
+    return {"models": len(by_model), "selected_on": "validation", "feature_memory": memory,
             "best_by_variant": {v: t["model"] for v, t in top_features.items()}}
 
 
@@ -130,7 +129,7 @@ def top_features_png(top_features: dict[str, dict]) -> bytes:
 def rmse_vs_time_png(table: pd.DataFrame) -> bytes:
     """The report's figure 4: test RMSE (validation when there is no test split) against
     training time, one point per (variant, feature set, model, alpha); the constant baseline as a line."""
-    column = "rmse_test" if "rmse_test" in table else "rmse_validation" if "rmse_validation" in table else "rmse_train"
+    column = "rmse_test" if "rmse_test" in table else "rmse_validation"
     figure = Figure(figsize=(7, 4.5), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()

@@ -55,6 +55,7 @@ class MsdHotnessParams(RunParams, SplitParams):
 
     def check_inputs(self) -> None:
         super().check_inputs()
+        self.check_split_file()
         if self.data_dir is not None:
             from mirflow.datasets import msd
 
