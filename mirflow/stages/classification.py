@@ -207,8 +207,8 @@ def write_trained_model(
     classes = sorted(split["label"].unique())
     ids = {name: split.loc[split["split"] == name, "row_id"].tolist() for name in SPLITS}
     seed = int(config["seed"])
-    train_source = _source(features, spec, prep, classes, ids["train"], config["batch_size"], True, seed)
     splits.require_rows({name: len(part) for name, part in ids.items()}, ("train", "validation"), f"split {split_ref.key[:12]}")
+    train_source = _source(features, spec, prep, classes, ids["train"], config["batch_size"], True, seed)
     val_source = _source(features, spec, prep, classes, ids["validation"], config["batch_size"], False, seed)
     arch = model_spec(spec, len(classes), hidden)
     model = build_model(arch, seed=seed)
