@@ -108,7 +108,10 @@ def _etl(data_dir: Path, store_dir: Path) -> dict:
 def _prepare_training(data_dir: Path, store_dir: Path, extract_keys: list[str]) -> dict:
     """Targets, split and preprocessing for the training measurement (not measured)."""
     from mirflow.core.store import ArtifactRef, ArtifactStore
-    from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl, stacking
+    from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl
+    from mirflow.pipelines.acousticbrainz_genre.preprocessing import write_preprocessing
+    from mirflow.pipelines.acousticbrainz_genre.split import write_recording_split
+    from mirflow.pipelines.acousticbrainz_genre.targets import write_targets
     from mirflow.stages.featuresets import FeatureSet
 
     store = ArtifactStore(str(store_dir))
@@ -116,9 +119,9 @@ def _prepare_training(data_dir: Path, store_dir: Path, extract_keys: list[str]) 
     found = ab_etl.groundtruth_inputs(data_dir)
     refs = {}
     for name, func, args in (
-        ("targets", stacking.write_targets, lambda: ({s: {sp: f["path"] for sp, f in v.items()} for s, v in found.items()},)),
-        ("split", stacking.write_recording_split, lambda: (features, refs["targets"], 0.2, 0.2, 5, 0)),
-        ("scale", stacking.write_preprocessing, lambda: (features, refs["split"])),
+        ("targets", write_targets, lambda: ({s: {sp: f["path"] for sp, f in v.items()} for s, v in found.items()},)),
+        ("split", write_recording_split, lambda: (features, refs["targets"], 0.2, 0.2, 5, 0)),
+        ("scale", write_preprocessing, lambda: (features, refs["split"])),
     ):
         refs[name] = ArtifactRef(name, uuid.uuid4().hex)
         with store.writing(refs[name]) as writer:
@@ -149,15 +152,16 @@ def train_epoch(store_dir: str, extract_keys: str, split: str, targets: str, pre
     """One epoch of the flow's subtask-1 training (full network) for ``SOURCE``, streaming
     batches from the Parquet feature table, plus its embedding pass."""
     from mirflow.core.store import ArtifactRef, ArtifactStore
-    from mirflow.pipelines.acousticbrainz_genre import stacking
+    from mirflow.pipelines.acousticbrainz_genre.networks import FULL
+    from mirflow.pipelines.acousticbrainz_genre.subtask1 import write_subtask1_model
     from mirflow.stages.featuresets import FeatureSet
 
     store = ArtifactStore(store_dir)
     features = FeatureSet(store, tuple(ArtifactRef("extract", k) for k in extract_keys.split(",")))
     before = peak_rss_bytes()
     with store.writing(ArtifactRef("bench-train", uuid.uuid4().hex)) as writer:
-        summary = stacking.write_subtask1_model(writer, features, ArtifactRef("split", split), ArtifactRef("targets", targets),
-                                                ArtifactRef("scale", prep), SOURCE, stacking.FULL, TRAIN_CONFIG)
+        summary = write_subtask1_model(writer, features, ArtifactRef("split", split), ArtifactRef("targets", targets),
+                                                ArtifactRef("scale", prep), SOURCE, FULL, TRAIN_CONFIG)
     return {"peak_rss_bytes": peak_rss_bytes(), "rss_before_bytes": before, "train_rows": summary["train_rows"],
             "train_seconds": summary["train_seconds"]}
 

@@ -97,7 +97,7 @@ def _in_process(folder: Path, rel_paths: list[str], timbre: bool) -> dict:
     started, cpu_started = time.perf_counter(), time.process_time()
     rows = 0
     for shard in _shards(rel_paths):
-        result = materialize(store, ArtifactRef("etl", uuid.uuid4().hex), {}, msd_etl.write_song_shard, (str(folder), shard, timbre))
+        result = materialize(store, ArtifactRef("extract", uuid.uuid4().hex), {}, msd_etl.write_song_shard, (str(folder), shard, timbre))
         rows += result["summary"]["rows"]
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     shutil.rmtree(STORES / "msd-etl-inprocess", ignore_errors=True)
@@ -116,7 +116,7 @@ def _warm_up(folder: str, rel_paths: list[str]) -> float:
 
     if rel_paths:
         scratch = STORES / f"msd-etl-warm-{uuid.uuid4().hex}"
-        materialize(ArtifactStore(str(scratch)), ArtifactRef("etl", "warm"), {}, msd_etl.write_song_shard, (folder, rel_paths, True))
+        materialize(ArtifactStore(str(scratch)), ArtifactRef("extract", "warm"), {}, msd_etl.write_song_shard, (folder, rel_paths, True))
         shutil.rmtree(scratch, ignore_errors=True)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -140,7 +140,7 @@ def _on_dask(folder: Path, rel_paths: list[str], n_workers: int) -> dict:
         cpu_before = client.run(_warm_up, str(folder), rel_paths[:50])
         with timed(wait=False) as record:
             futures = [
-                client.submit(materialize, store, ArtifactRef("etl", uuid.uuid4().hex), {}, msd_etl.write_song_shard,
+                client.submit(materialize, store, ArtifactRef("extract", uuid.uuid4().hex), {}, msd_etl.write_song_shard,
                               (str(folder), shard, False), pure=False)
                 for shard in shards
             ]

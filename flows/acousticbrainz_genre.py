@@ -3,7 +3,8 @@
 discover JSON + ground truth → plan shards → extract to Parquet (per shard, Dask) →
 collect/quarantine → targets → one release-group split for all sources (+ folds) →
 fill + z-scaler on train → leakage audit → subtask-1 networks per source and fold
-(Dask) → stacked networks on out-of-fold activations (Dask) → evaluate → report
+(Dask) → stacked networks per stacking mode (out-of-fold activations, out-of-fold
+scores, in-sample activations; Dask) → evaluate → report
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from prefect import flow
 
 from flows.common import flow_options
 from mirflow import runs
-from mirflow.pipelines.acousticbrainz_genre import stacking
+from mirflow.pipelines.acousticbrainz_genre.networks import FULL
 from mirflow.pipelines.acousticbrainz_genre.params import AcousticBrainzParams
 from tasks.acousticbrainz_genre import (
     audit_leakage,
@@ -49,11 +50,12 @@ def acousticbrainz_genre(params: AcousticBrainzParams = AcousticBrainzParams(), 
         prep = fit_preprocessing(ctx, features, split)
         audit_leakage(ctx, features, split, prep)
         sources = sorted(groundtruth)
-        folds = [stacking.FULL, *map(str, range(params.folds))]
+        folds = [FULL, *map(str, range(params.folds))]
         trained = {(s, f): train_subtask1.submit(ctx, features, split, targets, prep, s, f) for s in sources for f in folds}
         members = {s: {f: trained[s, f].result() for f in folds} for s in sources}
-        stacked = {s: train_stacker.submit(ctx, split, targets, members, s) for s in sources}
-        stacked_refs = {s: future.result() for s, future in stacked.items()}
+        modes = params.stacking
+        stacking = {(s, m): train_stacker.submit(ctx, split, targets, members, s, m) for s in sources for m in modes}
+        stacked_refs = {s: {m: stacking[s, m].result() for m in modes} for s in sources}
         evaluated = {s: evaluate_source.submit(ctx, split, targets, members[s], stacked_refs[s], s) for s in sources}
         outputs = collect_genre_outputs(ctx, features, {s: e.result() for s, e in evaluated.items()}, members, stacked_refs)
         return finish_run(ctx, outputs, runs.Selection("validation", "roc_auc_macro", True))

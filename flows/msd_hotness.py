@@ -2,7 +2,7 @@
 
 discover → plan shards → extract (per shard, Dask) → collect/quarantine → clean (per shard,
 Dask) → split by artist → design matrices per variant (Dask) → leakage audit → fit
-(per variant, model and alpha, Dask) → evaluate → report
+(per variant, feature set, model and alpha, Dask) → evaluate → report
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from prefect import flow
 
 from flows.common import flow_options
 from mirflow.pipelines.msd_hotness.params import MsdHotnessParams
-from mirflow.pipelines.msd_hotness.regression import model_grid
+from mirflow.pipelines.msd_hotness.linear import model_grid
 from mirflow.runs import Selection
 from tasks.msd_hotness import (
     audit_leakage,
@@ -46,7 +46,7 @@ def msd_hotness(params: MsdHotnessParams = MsdHotnessParams(), explain: bool = F
         designs = {variant: future.result() for variant, future in building.items()}
         for design in designs.values():
             audit_leakage(ctx, design, split)
-        grid = model_grid(params.variants, params.models, params.alphas)
+        grid = model_grid(params.variants, params.models, params.alphas, params.feature_sets)
         fitting = [fit_regressor.submit(ctx, designs[spec.variant], spec) for spec in grid]
         evaluation = evaluate_regressors(ctx, designs, [(spec, f.result()) for spec, f in zip(grid, fitting)])
         folds = []  # --folds K: every model again on K rounds, each scored on the training fold it left out

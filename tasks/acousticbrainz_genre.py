@@ -10,7 +10,13 @@ from mirflow.core.fingerprint import stable_hash
 from mirflow.core.store import ArtifactRef
 from mirflow.datasets import acousticbrainz as ab
 from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl
-from mirflow.pipelines.acousticbrainz_genre import stacking
+from mirflow.pipelines.acousticbrainz_genre import preprocessing, stacking
+from mirflow.pipelines.acousticbrainz_genre.evaluate import METRICS, run_metrics, write_source_evaluation
+from mirflow.pipelines.acousticbrainz_genre.networks import FULL, MODEL
+from mirflow.pipelines.acousticbrainz_genre.report import report_tables
+from mirflow.pipelines.acousticbrainz_genre.split import write_recording_split
+from mirflow.pipelines.acousticbrainz_genre.subtask1 import write_subtask1_model
+from mirflow.pipelines.acousticbrainz_genre.targets import write_targets
 from mirflow.stages.featuresets import FeatureSet
 from mirflow.stages.shards import Shard
 from tasks.common import STAGE_DEFAULTS, UNCACHED, task
@@ -58,7 +64,7 @@ def extract_feature_shard(ctx: RunContext, shard: Shard) -> ArtifactRef:
 def build_targets(ctx: RunContext, groundtruth: dict[str, dict[str, dict]]) -> ArtifactRef:
     inputs = {s: {split: [f["rel_path"], f["fingerprint"]] for split, f in v.items()} for s, v in groundtruth.items()}
     paths = {s: {split: f["path"] for split, f in v.items()} for s, v in groundtruth.items()}
-    return run_stage(ctx, "targets", stacking.write_targets, {}, inputs, (paths,))
+    return run_stage(ctx, "targets", write_targets, {}, inputs, (paths,))
 
 
 @task(**STAGE_DEFAULTS)
@@ -67,14 +73,14 @@ def split_recordings(ctx: RunContext, features: FeatureSet, targets: ArtifactRef
     params = {"validation_fraction": p.validation_fraction, "test_fraction": p.test_fraction, "folds": p.folds, "seed": p.seed}
     inputs = {"shards": [r.key for r in features.shards], "targets": targets.key}
     args = (features, targets, p.validation_fraction, p.test_fraction, p.folds, p.seed)
-    return run_stage(ctx, "split", stacking.write_recording_split, params, inputs, args)
+    return run_stage(ctx, "split", write_recording_split, params, inputs, args)
 
 
 @task(**STAGE_DEFAULTS)
 def fit_preprocessing(ctx: RunContext, features: FeatureSet, split: ArtifactRef) -> ArtifactRef:
     params = {"fill": "training mean", "scaler": "standard", "layout_sha256": stable_hash(ab.LAYOUT)}
     inputs = {"shards": [r.key for r in features.shards], "split": split.key}
-    return run_stage(ctx, "scale", stacking.write_preprocessing, params, inputs, (features, split))
+    return run_stage(ctx, "scale", preprocessing.write_preprocessing, params, inputs, (features, split))
 
 
 @task(**UNCACHED)
@@ -82,7 +88,7 @@ def audit_leakage(ctx: RunContext, features: FeatureSet, split: ArtifactRef, pre
     """Never cached: re-reads the saved split, fill values and scaler on every run."""
     if ctx.explain:
         return {}
-    return stacking.audit_leakage(features, split, prep)
+    return preprocessing.audit_leakage(features, split, prep)
 
 
 @task(**STAGE_DEFAULTS, task_run_name="train-{source}-{fold}")
@@ -92,31 +98,31 @@ def train_subtask1(
     config = _training_config(ctx)
     inputs = {"shards": [r.key for r in features.shards], "split": split.key, "targets": targets.key, "scale": prep.key}
     args = (features, split, targets, prep, source, fold, config)
-    return run_stage(ctx, "train", stacking.write_subtask1_model, {**config, "source": source, "fold": fold}, inputs, args,
+    return run_stage(ctx, "train", write_subtask1_model, {**config, "source": source, "fold": fold}, inputs, args,
                      on_dask=True, label=f"train[{source}/{fold}]")
 
 
-@task(**STAGE_DEFAULTS, task_run_name="stack-{source}")
+@task(**STAGE_DEFAULTS, task_run_name="stack-{source}-{mode}")
 def train_stacker(
-    ctx: RunContext, split: ArtifactRef, targets: ArtifactRef, members: dict[str, dict[str, ArtifactRef]], source: str
+    ctx: RunContext, split: ArtifactRef, targets: ArtifactRef, members: dict[str, dict[str, ArtifactRef]], source: str, mode: str
 ) -> ArtifactRef:
     config = _training_config(ctx)
-    mode = ctx.params.stacking
     keys = {s: {f: ref.key for f, ref in by_fold.items()} for s, by_fold in members.items()}
     inputs = {"split": split.key, "targets": targets.key, "members": keys}
     args = (ctx.store, split, targets, source, members, mode, config)
     return run_stage(ctx, "stack", stacking.write_stacked_model, {**config, "source": source, "mode": mode}, inputs, args,
-                     on_dask=True, label=f"stack[{source}]")
+                     on_dask=True, label=f"stack[{source}/{mode}]")
 
 
 @task(**STAGE_DEFAULTS, task_run_name="evaluate-{source}")
 def evaluate_source(
-    ctx: RunContext, split: ArtifactRef, targets: ArtifactRef, subtask1: dict[str, ArtifactRef], stacked: ArtifactRef, source: str
+    ctx: RunContext, split: ArtifactRef, targets: ArtifactRef, subtask1: dict[str, ArtifactRef], stacked: dict[str, ArtifactRef],
+    source: str,
 ) -> ArtifactRef:
     keys = {f: ref.key for f, ref in subtask1.items()}
-    inputs = {"split": split.key, "targets": targets.key, "subtask1": keys, "stack": stacked.key}
+    inputs = {"split": split.key, "targets": targets.key, "subtask1": keys, "stack": {m: ref.key for m, ref in stacked.items()}}
     args = (ctx.store, split, targets, source, subtask1, stacked, ctx.params.seed)
-    return run_stage(ctx, "evaluate", stacking.write_source_evaluation, {"source": source, "seed": ctx.params.seed}, inputs, args,
+    return run_stage(ctx, "evaluate", write_source_evaluation, {"source": source, "seed": ctx.params.seed}, inputs, args,
                      label=f"evaluate[{source}]")
 
 
@@ -126,22 +132,23 @@ def collect_genre_outputs(
     features: FeatureSet,
     evaluations: dict[str, ArtifactRef],
     members: dict[str, dict[str, ArtifactRef]],
-    stacked: dict[str, ArtifactRef],
+    stacked: dict[str, dict[str, ArtifactRef]],
 ) -> runs.RunOutputs:
     """Metrics of every system and source, the report's tables, the feature layout (with
     constant and missing columns) and the full subtask-1 and stacked networks."""
     if ctx.explain:
         return runs.RunOutputs({})
     store = ctx.store
-    evaluated = {source: store.read_json(ref, stacking.METRICS) for source, ref in evaluations.items()}
+    evaluated = {source: store.read_json(ref, METRICS) for source, ref in evaluations.items()}
     layout = ab_etl.layout_report(features)
     outputs = runs.RunOutputs({}, failures=features.failures())
     for source, evaluation in evaluated.items():
-        outputs.metrics_by_model.update(stacking.run_metrics(evaluation))
-        outputs.files[f"models/subtask1-{source}.pt"] = store.read_bytes(members[source][stacking.FULL], stacking.MODEL)
-        outputs.files[f"models/subtask2-{source}.pt"] = store.read_bytes(stacked[source], stacking.MODEL)
+        outputs.metrics_by_model.update(run_metrics(evaluation))
+        outputs.files[f"models/subtask1-{source}.pt"] = store.read_bytes(members[source][FULL], MODEL)
+        for mode, ref in stacked[source].items():
+            outputs.files[f"models/subtask2-{mode}-{source}.pt"] = store.read_bytes(ref, MODEL)
     outputs.files["layout.json"] = layout
-    outputs.notes = [ab_etl.layout_note(layout, "layout.json"), *stacking.report_tables(evaluated, ctx.params.stacking)]
+    outputs.notes = [ab_etl.layout_note(layout, "layout.json"), *report_tables(evaluated)]
     outputs.extra = {"layout": {k: layout[k] for k in ("rows", "width", "constant_columns", "columns_with_missing")},
                      "stacking": ctx.params.stacking}
     return outputs

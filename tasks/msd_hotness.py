@@ -11,7 +11,9 @@ from mirflow.core.fingerprint import file_fingerprint
 from mirflow.core.store import ArtifactRef, ArtifactStore
 from mirflow.datasets import msd
 from mirflow.pipelines.msd_hotness import extract as msd_extract
-from mirflow.pipelines.msd_hotness import regression
+from mirflow.pipelines.msd_hotness import design as msd_design
+from mirflow.pipelines.msd_hotness.evaluate import feature_set_table, write_evaluation
+from mirflow.pipelines.msd_hotness.linear import FitSpec, write_fit
 from mirflow.stages.featuresets import FeatureSet
 from mirflow.stages.shards import Shard
 from tasks.common import STAGE_DEFAULTS, UNCACHED, task
@@ -76,7 +78,7 @@ def build_design(ctx: RunContext, songs: FeatureSet, split: ArtifactRef, variant
     params = {"variant": variant, **({"hash_buckets": p.hash_buckets} if variant == "hashed" else {"min_df": p.min_df})}
     inputs = {"shards": [r.key for r in songs.shards], "split": split.key}
     args = (songs, split, variant, p.hash_buckets, p.min_df)
-    return run_stage(ctx, "design", msd_extract.write_design, params, inputs, args, on_dask=True, label=fold_label("design", fold, variant))
+    return run_stage(ctx, "design", msd_design.write_design, params, inputs, args, on_dask=True, label=fold_label("design", fold, variant))
 
 
 @task(**UNCACHED)
@@ -84,25 +86,25 @@ def audit_leakage(ctx: RunContext, design: ArtifactRef, split: ArtifactRef) -> d
     """Never cached: re-reads the saved artifacts on every run and fails the flow on a leak."""
     if ctx.explain:
         return {}
-    return regression.audit_leakage(ctx.store, design, split)
+    return msd_design.audit_leakage(ctx.store, design, split)
 
 
 @task(**STAGE_DEFAULTS, task_run_name="train-{spec.name}")
-def fit_regressor(ctx: RunContext, design: ArtifactRef, spec: regression.FitSpec, fold: int | None = None) -> ArtifactRef:
+def fit_regressor(ctx: RunContext, design: ArtifactRef, spec: FitSpec, fold: int | None = None) -> ArtifactRef:
     p = ctx.params
     params = {"spec": spec}
     if spec.model != "constant":
         params.update(max_iter=p.max_iter, tol=p.tol, **({"l1_ratio": p.l1_ratio} if spec.model == "elasticnet" else {}))
     args = (ctx.store, design, spec, p.l1_ratio, p.max_iter, p.tol)
-    return run_stage(ctx, "train", regression.write_fit, params, {"design": design.key}, args, on_dask=True, label=fold_label("train", fold, spec.name))
+    return run_stage(ctx, "train", write_fit, params, {"design": design.key}, args, on_dask=True, label=fold_label("train", fold, spec.name))
 
 
 @task(**STAGE_DEFAULTS)
 def evaluate_regressors(
-    ctx: RunContext, designs: dict[str, ArtifactRef], fits: list[tuple[regression.FitSpec, ArtifactRef]], fold: int | None = None
+    ctx: RunContext, designs: dict[str, ArtifactRef], fits: list[tuple[FitSpec, ArtifactRef]], fold: int | None = None
 ) -> ArtifactRef:
     inputs = {"designs": {v: ref.key for v, ref in designs.items()}, "fits": [(spec.name, ref.key) for spec, ref in fits]}
-    return run_stage(ctx, "evaluate", regression.write_evaluation, {}, inputs, (ctx.store, designs, fits), label=fold_label("evaluate", fold))
+    return run_stage(ctx, "evaluate", write_evaluation, {}, inputs, (ctx.store, designs, fits), label=fold_label("evaluate", fold))
 
 
 @task(**UNCACHED)
@@ -123,12 +125,15 @@ def collect_regression_outputs(
         "RMSE against training time": "rmse_vs_time.png",
     }
     memory = summary["feature_memory"]
+    comparison = feature_set_table(outputs.metrics_by_model)
     outputs.notes = [
         f"Songs: {n_files} files, {counts['rows_in']} read, {counts['rows']} kept after cleaning "
         f"({counts['no_hotness']} without hotness, {counts['zero_hotness']} with hotness 0).",
         "Feature-matrix memory (scaled CSR, float32): " + "; ".join(
             f"{variant} {m['matrix_bytes'] / 2**20:.2f} MiB ({m['columns']} columns, {m['nnz']} non-zeros)" for variant, m in memory.items()
         ) + ".",
+        *([f"### RMSE with and without the artist's popularity (artist_hotttnesss, artist_familiarity: the target's "
+           f"snapshot)\n\n{comparison}"] if comparison else []),
     ]
     outputs.extra = {"inputs": {"song_files": n_files, **counts}, "feature_memory": memory}
     if folds:

@@ -78,6 +78,22 @@ class SplitParams(BaseModel):
     def _renamed_fields(cls, data):
         return renamed(data, cls.RENAMED_FIELDS)
 
+    @model_validator(mode="after")
+    def _validation_has_rows(self):
+        # Early stopping (GTZAN) and model selection (MSD) run on validation rows, never on training rows instead.
+        if self.split_file is None and self.split in (None, "random") and self.fractions[1] == 0:
+            raise ValueError(f"fractions {self.fractions} leave no validation rows, which early stopping and model "
+                             "selection need; give validation a share (e.g. 0.7 0.15 0.15) or use split_file")
+        return self
+
+    def check_split_file(self) -> None:
+        """A split file lists training and validation rows (read here, before any work starts)."""
+        if self.split_file is not None:
+            from mirflow.stages.splits import split_file_names, require_rows
+
+            require_rows(split_file_names(self.split_file).value_counts().to_dict(), ("train", "validation"),
+                         f"split_file {self.split_file}")
+
     @field_validator("fractions")
     @classmethod
     def _fractions_sum_to_one(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:

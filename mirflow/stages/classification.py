@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from mirflow.core import progress
 from mirflow.core.store import ArtifactRef, ArtifactStore, ArtifactWriter
-from mirflow.stages import leakage, scaling
+from mirflow.stages import leakage, scaling, splits
 from mirflow.stages.featuresets import FeatureBatchSource, FeatureSet
 from mirflow.stages.scoring import InputSpec, Preprocessing, clip_probabilities, model_inputs, row_probabilities, window_start
 from mirflow.stages.splits import SPLITS, read_split
@@ -171,9 +171,9 @@ def write_trained_model(
     classes = sorted(split["label"].unique())
     ids = {name: split.loc[split["split"] == name, "row_id"].tolist() for name in SPLITS}
     seed = int(config["seed"])
+    splits.require_rows({name: len(part) for name, part in ids.items()}, ("train", "validation"), f"split {split_ref.key[:12]}")
     train_source = _source(features, spec, prep, classes, ids["train"], config["batch_size"], True, seed)
-    val_ids = ids["validation"] or ids["train"]  # a split without validation rows still trains
-    val_source = _source(features, spec, prep, classes, val_ids, config["batch_size"], False, seed)
+    val_source = _source(features, spec, prep, classes, ids["validation"], config["batch_size"], False, seed)
     model = build_model(architecture(spec, len(classes), hidden), seed=seed)
     train_config = training.TrainConfig(
         lr=config["lr"],

@@ -77,15 +77,8 @@ def load_split_file(path: str | Path, ids: Sequence, *, missing_ok: bool = False
     rows on purpose (the filtered GTZAN split drops 70 faulty clips). Ids in the file
     that are not among ``ids`` raise ConfigError unless ``missing_ok``.
     """
-    path = Path(path)
-    if path.is_dir():
-        listed = _read_split_lists(path)
-        key = _clip_key
-    elif path.is_file():
-        listed = _read_split_table(path)
-        key = str
-    else:
-        raise ConfigError(f"split file {path} does not exist")
+    listed = split_file_names(path)
+    key = _clip_key if Path(path).is_dir() else str
     ours = pd.Series(list(ids), dtype=object)
     keys = ours.map(key)
     if keys.duplicated().any():
@@ -107,6 +100,25 @@ def listed_split(listed: Mapping[str, str], ids: Sequence) -> pd.Series:
     found = [i for i in ids if i in listed]
     names = pd.Series([listed[i] for i in found], index=pd.Index(found, dtype=object), dtype=object)
     return validate_split(names)
+
+
+def split_file_names(path: str | Path) -> pd.Series:
+    """Split name per id listed in a split file (CSV/TSV ``id,split``) or folder of lists."""
+    path = Path(path)
+    if path.is_dir():
+        return _read_split_lists(path)
+    if path.is_file():
+        return _read_split_table(path)
+    raise ConfigError(f"split file {path} does not exist")
+
+
+def require_rows(counts: dict[str, int], needed: Sequence[str], source: str) -> None:
+    """ConfigError naming ``source`` (the parameter that made the split) when a split a
+    stage needs is empty: training stops early on validation rows and models are
+    chosen on them, never on training rows instead."""
+    empty = [name for name in needed if not counts.get(name)]
+    if empty:
+        raise ConfigError(f"{source} leaves no {' and no '.join(empty)} rows; early stopping and model selection need them")
 
 
 def audit_group_overlap(split: pd.Series, groups) -> list[str]:
@@ -319,6 +331,7 @@ def write_split(
 
     A predefined split names clips when the rows have a ``clip_id`` (every segment
     follows its clip), rows otherwise; rows it leaves out are left out of every split.
+    Training and validation rows are required (``require_rows``).
     """
     id_column = "clip_id" if "clip_id" in features.schema().names else "row_id"
     rows = features.read(list(dict.fromkeys(["row_id", id_column, *(["label"] if stratify else []), "group"])))
@@ -332,6 +345,8 @@ def write_split(
         by_row = rows.set_index("row_id")
         labels = by_row["label"] if stratify else None
         rows["split"] = split_train_val_test(labels, by_row["group"], fractions=tuple(fractions), seed=seed).astype(str).to_numpy()
+    source = f"split_file {split_file}" if split_file else f"fractions {tuple(fractions)}"
+    require_rows(rows["split"].value_counts().to_dict(), ("train", "validation"), source)
     if folds:
         train = rows[rows["split"] == "train"].set_index("row_id")
         fold_of = kfold_assignments(train["label"] if stratify else None, train["group"], k=folds, seed=seed)

@@ -43,7 +43,7 @@ def test_bad_inputs_fail_in_one_line_before_prefect_is_imported(tmp_path):
         "missing": ["--data-dir", str(tmp_path / "nowhere")],
         "empty": ["--data-dir", str(tmp_path / "empty")],
         "no genre folders": ["--data-dir", str(tmp_path / "flat")],
-        "no evaluation rows": ["--fractions", "1", "0", "0"],
+        "no validation rows": ["--fractions", "1", "0", "0"],
         "fractions sum": ["--fractions", "0.5", "0.5", "0.5"],
     }
     result = _python(f"""
@@ -60,7 +60,7 @@ def test_bad_inputs_fail_in_one_line_before_prefect_is_imported(tmp_path):
     assert "data_dir" in missing and "nowhere" in missing and "no such folder" in missing
     assert "no audio files" in empty
     assert "must sit directly inside a genre folder" in flat
-    assert "fractions" in no_evaluation and "no validation and no test rows" in no_evaluation
+    assert "fractions" in no_evaluation and "leave no validation rows" in no_evaluation
     assert no_evaluation.startswith("mirflow: error: fractions") and fractions.startswith("mirflow: error: --fractions:")
 
 

@@ -84,20 +84,20 @@ def test_keys_follow_a_shared_stage_helper_into_mirflow_stages(monkeypatch):
     loader: the package list covers the whole mirflow package, so editing that helper
     changes the stage's key."""
     from mirflow.core import fingerprint
-    from mirflow.pipelines.msd_hotness import regression
+    from mirflow.pipelines.msd_hotness import linear
     from mirflow.stages import scaling
 
     sources: dict[str, str] = {}
-    fingerprint._collect(regression.write_fit, fingerprint.PROJECT_PACKAGES, sources)
+    fingerprint._collect(linear.write_fit, fingerprint.PROJECT_PACKAGES, sources)
     assert "mirflow.stages.scaling.apply_scaler" in sources
-    before = code_hash(regression.write_fit)
+    before = code_hash(linear.write_fit)
 
     def apply_scaler(scaler, X):  # an edited helper: same module, other source
         return X
 
     apply_scaler.__module__, apply_scaler.__qualname__ = "mirflow.stages.scaling", "apply_scaler"
     monkeypatch.setattr(scaling, "apply_scaler", apply_scaler)
-    assert code_hash(regression.write_fit) != before
+    assert code_hash(linear.write_fit) != before
 
 
 def test_hashing_imports_no_package_a_function_imports_in_its_body(tmp_path, monkeypatch):

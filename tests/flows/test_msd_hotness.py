@@ -73,7 +73,7 @@ def test_first_run_writes_results_figures_and_prefect_artifacts(first_run):
     for name in ("report.md", "metrics.json", "manifest.json", "results.csv", "top_features.png", "rmse_vs_time.png", "top_features.json"):
         assert (run_dir / name).is_file(), name
     models = json.loads((run_dir / "metrics.json").read_text())["models"]
-    assert len(models) == 1 + 2 * 2 * 2  # baseline + (onehot, hashed) x (lasso, elasticnet) x 2 alphas
+    assert len(models) == 1 + 2 * 2 * 2 * 2  # baseline + (onehot, hashed) x 2 feature sets x (lasso, elasticnet) x 2 alphas
     baseline = models["constant"]["test"]["rmse"]
     assert min(m["test"]["rmse"] for name, m in models.items() if name != "constant") < baseline
     assert first_run["best_model"] != "constant"
@@ -82,7 +82,10 @@ def test_first_run_writes_results_figures_and_prefect_artifacts(first_run):
     assert run["inputs"]["song_files"] == 150 and 0 < run["inputs"]["rows"] < 150
     assert set(run["feature_memory"]) == {"onehot", "hashed"}
     assert run["selection"] == {"split": "validation", "metric": "rmse", "higher_is_better": False}
-    assert "Feature-matrix memory" in (run_dir / "report.md").read_text()
+    report = (run_dir / "report.md").read_text()
+    assert "Feature-matrix memory" in report
+    assert "| variant | model | alpha | test RMSE, report | test RMSE, no_artist_popularity |" in report
+    assert "feature_set" in (run_dir / "results.csv").read_text().splitlines()[0]
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -121,7 +124,7 @@ def test_a_new_alpha_fits_only_the_new_models(first_run, workspace):
     by_stage = statuses(msd_hotness(params=params(workspace, alphas=[1e-3, 1e-2, 1e-1])))
     for stage in ("extract", "clean", "split", "design"):
         assert set(by_stage[stage]) == {"cached"}, stage
-    assert by_stage["train"].count("computed") == 4 and by_stage["train"].count("cached") == 9
+    assert by_stage["train"].count("computed") == 8 and by_stage["train"].count("cached") == 17
     assert by_stage["evaluate"] == ["computed"]
 
 

@@ -16,12 +16,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mirflow.core.errors import LeakageError
+from mirflow.core.errors import ConfigError, LeakageError
 from mirflow.core.store import ArtifactRef, ArtifactStore
 from mirflow.datasets import acousticbrainz as ab
 from mirflow.models import MLP, count_parameters
-from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl, stacking
-from mirflow.stages import metrics, scaling
+from mirflow.pipelines.acousticbrainz_genre import evaluate, networks, preprocessing, stacking, subtask1
+from mirflow.pipelines.acousticbrainz_genre import extract as ab_etl
+from mirflow.pipelines.acousticbrainz_genre.report import report_tables
+from mirflow.pipelines.acousticbrainz_genre.split import release_group_components, write_recording_split
+from mirflow.pipelines.acousticbrainz_genre.targets import TAXONOMIES, read_labels, read_targets, write_targets
+from mirflow.stages import metrics, scaling, splits
 from mirflow.stages.featuresets import TABLE, FeatureSet
 from mirflow.stages.shards import plan_shards
 from mirflow.stages.splits import SPLIT, read_split
@@ -58,9 +62,9 @@ def data_dir(tmp_path_factory) -> Path:
 def prepared(tmp_path_factory, data_dir) -> dict:
     store = ArtifactStore(str(tmp_path_factory.mktemp("ab_store")))
     features = etl(store, data_dir, shard_size=60)
-    targets = stage(store, "targets", stacking.write_targets, groundtruth(data_dir, SOURCES))
-    split = stage(store, "split", stacking.write_recording_split, features, targets, 0.2, 0.2, 2, 0)
-    prep = stage(store, "scale", stacking.write_preprocessing, features, split)
+    targets = stage(store, "targets", write_targets, groundtruth(data_dir, SOURCES))
+    split = stage(store, "split", write_recording_split, features, targets, 0.2, 0.2, 2, 0)
+    prep = stage(store, "scale", preprocessing.write_preprocessing, features, split)
     return {"store": store, "features": features, "targets": targets, "split": split, "prep": prep}
 
 
@@ -127,12 +131,12 @@ def test_layout_report_names_constant_and_missing_columns(tmp_path, data_dir):
 # -- targets and split ----------------------------------------------------------------------------
 def test_targets_keep_each_sources_taxonomy(prepared):
     store, targets = prepared["store"], prepared["targets"]
-    taxonomies = store.read_json(targets, stacking.TAXONOMIES)
+    taxonomies = store.read_json(targets, TAXONOMIES)
     assert set(taxonomies) == set(SOURCES)
     assert "hiphop---rap" in taxonomies["lastfm"] and "hip hop" in taxonomies["discogs"]
-    table = stacking.read_targets(store, targets)
+    table = read_targets(store, targets)
     assert table.groupby("recordingmbid")["source"].nunique().max() == 2  # recordings in both sources
-    labels = stacking.read_labels(store, targets, "lastfm")
+    labels = read_labels(store, targets, "lastfm")
     row = table[table["source"] == "lastfm"].iloc[0]
     expected = [name in set(row["genres"]) for name in labels.names]
     assert labels.rows([row["recordingmbid"]])[0].astype(bool).tolist() == expected
@@ -143,7 +147,7 @@ def test_release_groups_linked_by_a_recording_are_one_group():
         "recordingmbid": ["r1", "r1", "r2", "r3", "r4"],
         "releasegroupmbid": ["gB", "gA", "gB", "gC", "gA"],
     })
-    groups = stacking.release_group_components(targets)
+    groups = release_group_components(targets)
     assert groups.to_dict() == {"r1": "gA", "r2": "gA", "r3": "gC", "r4": "gA"}
 
 
@@ -172,19 +176,34 @@ def test_official_training_recordings_sharing_a_group_with_test_are_dropped(tmp_
     train_tsv.write_text("\n".join(lines) + "\n")
     store = ArtifactStore(str(tmp_path / "store"))
     features = etl(store, copy)
-    targets = stage(store, "targets", stacking.write_targets, groundtruth(copy))
-    ref = stage(store, "split", stacking.write_recording_split, features, targets, 0.2, 0.2, 2, 0)
+    targets = stage(store, "targets", write_targets, groundtruth(copy))
+    ref = stage(store, "split", write_recording_split, features, targets, 0.2, 0.2, 2, 0)
     split = read_split(store, ref)
     assert first[0] not in set(split["recordingmbid"])
     assert store.read_json(ref, "summary.json")["dropped_for_test_group_overlap"] >= 1
     assert (split.groupby("group")["split"].nunique() == 1).all()
 
 
+def test_a_source_without_validation_recordings_fails_at_the_split(prepared, monkeypatch):
+    """Its networks would have nothing to stop early on, and never stop on training rows instead."""
+    real = splits.split_train_val_test
+
+    def no_lastfm_validation(labels, groups, *, fractions, seed):
+        assigned = real(labels, groups, fractions=fractions, seed=seed).astype(str)
+        lastfm = labels.map(lambda keys: any(key.startswith("lastfm:") for key in keys))
+        return assigned.where(~(lastfm & (assigned == "validation")), "train")
+
+    monkeypatch.setattr(splits, "split_train_val_test", no_lastfm_validation)
+    p = prepared
+    with pytest.raises(ConfigError, match="validation_fraction=0.2 leaves no lastfm recording in the validation split"):
+        stage(p["store"], "split", write_recording_split, p["features"], p["targets"], 0.2, 0.2, 2, 0)
+
+
 # -- preprocessing and audit ----------------------------------------------------------------------------
 def test_missing_values_are_filled_with_the_training_mean_then_scaled(prepared):
     store, features = prepared["store"], prepared["features"]
     split = read_split(store, prepared["split"]).set_index("row_id")
-    prep = stacking.read_preprocessing(store, prepared["prep"])
+    prep = preprocessing.read_preprocessing(store, prepared["prep"])
     column = "rhythm.beats_loudness.median"
     values = features.read(["row_id", column]).set_index("row_id")[column].reindex(split.index).astype(float)
     train = split["split"] == "train"
@@ -197,18 +216,18 @@ def test_missing_values_are_filled_with_the_training_mean_then_scaled(prepared):
     assert scaled.dtype == np.float32 and np.isfinite(scaled).all()
     assert np.allclose(scaled[values.isna().to_numpy(), j], 0.0, atol=1e-5)  # the fill is the training mean
     assert np.allclose(scaled[train.to_numpy()].mean(axis=0), 0.0, atol=1e-4)
-    assert stacking.audit_leakage(features, prepared["split"], prepared["prep"])["scaler_rows"] == int(train.sum())
+    assert preprocessing.audit_leakage(features, prepared["split"], prepared["prep"])["scaler_rows"] == int(train.sum())
 
 
 def test_audit_catches_a_scaler_fitted_on_all_rows_and_a_group_in_two_splits(prepared, tmp_path):
     store, features = prepared["store"], prepared["features"]
     split = read_split(store, prepared["split"])
-    leaky = ab_etl.fit_preprocessing(features, pd.Series("train", index=pd.Index(split["row_id"])))
+    leaky = preprocessing.fit_preprocessing(features, pd.Series("train", index=pd.Index(split["row_id"])))
     leaky_ref = ArtifactRef("scale", uuid.uuid4().hex)
     with store.writing(leaky_ref) as writer:
-        writer.write_json(stacking.PREPROCESSING, leaky.to_dict())
+        writer.write_json(preprocessing.PREPROCESSING, leaky.to_dict())
     with pytest.raises(LeakageError, match="fitted on all rows"):
-        stacking.audit_leakage(features, prepared["split"], leaky_ref)
+        preprocessing.audit_leakage(features, prepared["split"], leaky_ref)
 
     group = split.loc[split["split"] == "train", "group"].value_counts().index[0]  # a group with >1 recordings
     moved = split.copy()
@@ -217,7 +236,7 @@ def test_audit_catches_a_scaler_fitted_on_all_rows_and_a_group_in_two_splits(pre
     with store.writing(moved_ref) as writer:
         writer.write_parquet(SPLIT, pa.Table.from_pandas(moved, preserve_index=False))
     with pytest.raises(LeakageError, match="more than one split"):
-        stacking.audit_leakage(features, moved_ref, prepared["prep"])
+        preprocessing.audit_leakage(features, moved_ref, prepared["prep"])
 
 
 # -- subtask 1 and stacking ----------------------------------------------------------------------------
@@ -228,16 +247,16 @@ def test_subtask1_rows_hold_out_their_fold_and_stop_early_on_validation():
         "fold": [0, 1, 0, 1, -1, -1, -1],
     })
     labelled = pd.Series([True, True, False, True, True, True, False])
-    assert stacking.subtask1_rows(split, labelled, "0") == (["b", "d"], ["e"], ["a", "c", "e", "f", "g"])
-    assert stacking.subtask1_rows(split, labelled, "1") == (["a"], ["e"], ["b", "d", "e", "f", "g"])
-    assert stacking.subtask1_rows(split, labelled, "all") == (["a", "b", "d"], ["e"], list("abcdefg"))
+    assert subtask1.subtask1_rows(split, labelled, "0") == (["b", "d"], ["e"], ["a", "c", "e", "f", "g"])
+    assert subtask1.subtask1_rows(split, labelled, "1") == (["a"], ["e"], ["b", "d", "e", "f", "g"])
+    assert subtask1.subtask1_rows(split, labelled, "all") == (["a", "b", "d"], ["e"], list("abcdefg"))
 
 
 def test_parameter_counts_follow_the_reports_formula():
     for n_in, genres in ((2669, 766), (len(ab.LAYOUT), 315), (1024, 21)):
         model = MLP(n_in, genres, hidden=(256,), dropout=0.5)
-        assert count_parameters(model) == stacking.expected_parameters(n_in, 256, genres)
-    assert stacking.expected_parameters(2669, 256, 766) == 2669 * 256 + 256 + 256 * 766 + 766
+        assert count_parameters(model) == networks.expected_parameters(n_in, 256, genres)
+    assert networks.expected_parameters(2669, 256, 766) == 2669 * 256 + 256 + 256 * 766 + 766
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +264,7 @@ def members(prepared) -> dict[str, dict[str, ArtifactRef]]:
     p = prepared
     return {
         source: {
-            fold: stage(p["store"], "train", stacking.write_subtask1_model, p["features"], p["split"], p["targets"],
+            fold: stage(p["store"], "train", subtask1.write_subtask1_model, p["features"], p["split"], p["targets"],
                         p["prep"], source, fold, CONFIG)
             for fold in ("all", "0", "1")
         }
@@ -257,13 +276,13 @@ def test_fold_networks_never_fit_or_embed_other_training_folds(prepared, members
     store = prepared["store"]
     split = read_split(store, prepared["split"])
     for source, by_fold in members.items():
-        labelled = split["recordingmbid"].isin(stacking.read_labels(store, prepared["targets"], source).index)
+        labelled = split["recordingmbid"].isin(read_labels(store, prepared["targets"], source).index)
         for fold, ref in by_fold.items():
             summary = store.read_json(ref, "summary.json")
-            fitted, _, embedded = stacking.subtask1_rows(split, labelled, fold)
+            fitted, _, embedded = subtask1.subtask1_rows(split, labelled, fold)
             assert summary["train_rows_sha256"] == scaling.fingerprint_rows(fitted)
-            assert summary["parameters"] == stacking.expected_parameters(len(ab.LAYOUT), 16, len(summary["labels"]))
-            outputs = store.read_parquet(ref, stacking.OUTPUTS, columns=["row_id"]).to_pandas()["row_id"]
+            assert summary["parameters"] == networks.expected_parameters(len(ab.LAYOUT), 16, len(summary["labels"]))
+            outputs = store.read_parquet(ref, networks.OUTPUTS, columns=["row_id"]).to_pandas()["row_id"]
             assert set(outputs) == set(embedded)
             if fold != "all":
                 in_fold = split.loc[(split["split"] == "train") & (split["fold"] == int(fold)), "row_id"]
@@ -271,37 +290,41 @@ def test_fold_networks_never_fit_or_embed_other_training_folds(prepared, members
                 assert set(split.loc[split["row_id"].isin(outputs) & (split["split"] == "train"), "row_id"]) == set(in_fold)
 
 
-def test_stacking_crossfit_and_insample_and_the_evaluation(prepared, members):
+def test_stacking_modes_and_the_evaluation(prepared, members):
     p, store = prepared, prepared["store"]
-    evaluations = {}
-    for mode in ("crossfit", "insample"):
-        stacked = stage(store, "stack", stacking.write_stacked_model, store, p["split"], p["targets"], "lastfm", members,
-                        mode, CONFIG)
-        summary = store.read_json(stacked, "summary.json")
-        assert summary["views"] == (2 if mode == "crossfit" else 1)
-        assert summary["architecture"]["n_in"] == 2 * CONFIG["hidden"]  # two member sources side by side
-        evaluated = stage(store, "evaluate", stacking.write_source_evaluation, store, p["split"], p["targets"], "lastfm",
-                          members["lastfm"], stacked, 0)
-        evaluations[mode] = store.read_json(evaluated, stacking.METRICS)
-    crossfit = evaluations["crossfit"]["systems"]
-    for system in stacking.SYSTEMS:
+    stacked = {mode: stage(store, "stack", stacking.write_stacked_model, store, p["split"], p["targets"], "lastfm", members,
+                           mode, CONFIG) for mode in stacking.MODES}
+    summaries = {mode: store.read_json(ref, "summary.json") for mode, ref in stacked.items()}
+    assert {mode: s["views"] for mode, s in summaries.items()} == {"crossfit": 2, "crossfit_scores": 2, "insample": 1}
+    assert summaries["crossfit"]["architecture"]["n_in"] == 2 * CONFIG["hidden"]  # two member sources side by side
+    widths = [len(store.read_json(members[s]["all"], "summary.json")["labels"]) for s in SOURCES]
+    assert summaries["crossfit_scores"]["architecture"]["n_in"] == sum(widths)  # every member source's genre scores
+    evaluated = stage(store, "evaluate", evaluate.write_source_evaluation, store, p["split"], p["targets"], "lastfm",
+                      members["lastfm"], stacked, 0)
+    evaluation = store.read_json(evaluated, evaluate.METRICS)
+    systems = evaluation["systems"]
+    assert set(systems) == {"subtask1", "subtask2-crossfit", "subtask2-crossfit_scores", "subtask2-insample", "random"}
+    for system in systems:
         for split_name in ("train", "validation", "test"):
-            report = crossfit[system][split_name]
+            report = systems[system][split_name]
             assert 0 <= report["roc_auc_macro"] <= 1 and 0 <= report["per_track"]["f_score"] <= 1
     # The threshold is the one chosen on training out-of-fold scores of the fold networks.
     split = read_split(store, p["split"])
-    labels = stacking.read_labels(store, p["targets"], "lastfm")
+    labels = read_labels(store, p["targets"], "lastfm")
     train = split[(split["split"] == "train") & split["recordingmbid"].isin(labels.index)]
-    scores = np.vstack([stacking.read_outputs(store, members["lastfm"][str(k)], "scores", train.loc[train["fold"] == k, "row_id"])
+    scores = np.vstack([networks.read_outputs(store, members["lastfm"][str(k)], "scores", train.loc[train["fold"] == k, "row_id"])
                         for k in (0, 1)])
     truth = np.vstack([labels.rows(train.loc[train["fold"] == k, "recordingmbid"]) for k in (0, 1)])
-    assert crossfit["subtask1"]["test"]["threshold"] == pytest.approx(metrics.choose_threshold(truth, scores))
-    expected = metrics.multilabel_report(truth, scores, labels.names, crossfit["subtask1"]["test"]["threshold"])
-    assert crossfit["subtask1"]["train"]["roc_auc_macro"] == pytest.approx(expected["roc_auc_macro"])
-    assert crossfit["subtask1"]["train"]["per_track"] == pytest.approx(expected["per_track"])  # train figures are out of fold
-    assert evaluations["insample"]["systems"]["subtask1"] == crossfit["subtask1"]  # stacking mode touches subtask 2 only
-    assert evaluations["insample"]["systems"]["subtask2"] != crossfit["subtask2"]
-    tables = stacking.report_tables({"lastfm": evaluations["crossfit"]}, "crossfit")
+    assert systems["subtask1"]["test"]["threshold"] == pytest.approx(metrics.choose_threshold(truth, scores))
+    expected = metrics.multilabel_report(truth, scores, labels.names, systems["subtask1"]["test"]["threshold"])
+    assert systems["subtask1"]["train"]["roc_auc_macro"] == pytest.approx(expected["roc_auc_macro"])
+    assert systems["subtask1"]["train"]["per_track"] == pytest.approx(expected["per_track"])  # train figures are out of fold
+    assert systems["subtask2-insample"] != systems["subtask2-crossfit"]
+    assert set(evaluate.run_metrics(evaluation)) == {f"{system}-lastfm" for system in systems}
+    tables = report_tables({"lastfm": evaluation})
+    rows = [line.split(" | ")[0] for line in tables[0].splitlines()[-5:]]
+    assert rows == ["| Subtask 1", "| Subtask 2 (stacked on out-of-fold activations)", "| Subtask 2 (stacked on out-of-fold scores)",
+                    "| Subtask 2 (stacked on in-sample activations, leaky)", "| Random baseline"]
     assert "| Subtask 2 (Oramas et al. 2018) | 0.8122 | 0.8863 | 0.9064 | 0.8874 |" in tables[1]
     assert "| lastfm | Subtask 1 |" in tables[2] and "0.5600" in tables[2]
 

@@ -16,7 +16,9 @@ from mirflow.core.errors import ConfigError, LeakageError
 from mirflow.core.materialize import materialize
 from mirflow.core.store import ArtifactRef, ArtifactStore
 from mirflow.datasets import msd
-from mirflow.pipelines.msd_hotness import extract as msd_etl, geo, regression
+from mirflow.pipelines.msd_hotness import design as msd_design
+from mirflow.pipelines.msd_hotness import evaluate, geo, linear
+from mirflow.pipelines.msd_hotness import extract as msd_etl
 from mirflow.stages.featuresets import TABLE, FeatureSet
 from mirflow.stages.splits import read_split, write_split
 
@@ -42,17 +44,18 @@ def songs_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pipeline(songs_dir, tmp_path_factory):
-    """ETL (3 shards) → clean → split → both designs → a small grid of fits → evaluation."""
+    """ETL (3 shards) → clean → split → both designs → a small grid of fits (both feature sets) → evaluation."""
     store = ArtifactStore(str(tmp_path_factory.mktemp("msd_store")))
     paths = rel_paths(songs_dir)
     etl = [stage(store, "extract", msd_etl.write_song_shard, str(songs_dir), paths[i::3], False) for i in range(3)]
     clean = FeatureSet(store, tuple(stage(store, "clean", msd_etl.write_clean_shard, store, ref) for ref in etl))
     split = stage(store, "split", write_split, clean, (0.6, 0.2, 0.2), 0, None, None, False)
-    designs = {v: stage(store, "design", msd_etl.write_design, clean, split, v, 16, 2) for v in msd_etl.VARIANTS}
-    grid = regression.model_grid(list(msd_etl.VARIANTS), ["lasso", "elasticnet"], [1e-4, 1e-2])
-    fits = [(spec, stage(store, "train", regression.write_fit, store, designs[spec.variant], spec, 0.5, 5000, 1e-4)) for spec in grid]
-    evaluation = stage(store, "evaluate", regression.write_evaluation, store, designs, fits)
-    return {"store": store, "etl": etl, "clean": clean, "split": split, "designs": designs, "evaluation": evaluation}
+    designs = {v: stage(store, "design", msd_design.write_design, clean, split, v, 16, 2) for v in msd_design.VARIANTS}
+    grid = linear.model_grid(list(msd_design.VARIANTS), ["lasso", "elasticnet"], [1e-4, 1e-2], list(linear.FEATURE_SETS))
+    fits = [(spec, stage(store, "train", linear.write_fit, store, designs[spec.variant], spec, 0.5, 5000, 1e-4)) for spec in grid]
+    evaluation = stage(store, "evaluate", evaluate.write_evaluation, store, designs, fits)
+    return {"store": store, "etl": etl, "clean": clean, "split": split, "designs": designs, "evaluation": evaluation,
+            "fits": [ref for _, ref in fits]}
 
 
 # ----------------------------------------------------------------------------- continents
@@ -190,7 +193,7 @@ def test_split_from_a_file_and_folds_keep_artists_whole(pipeline, tmp_path):
 
 def test_onehot_design_columns_scaling_and_sparsity(pipeline):
     store = pipeline["store"]
-    design = regression.load_design(store, pipeline["designs"]["onehot"])
+    design = msd_design.load_design(store, pipeline["designs"]["onehot"])
     summary = store.read_json(pipeline["designs"]["onehot"], "summary.json")
     assert set(summary["constant_columns_dropped"]) >= {"danceability", "energy", "genre"}
     columns = design.columns
@@ -206,20 +209,20 @@ def test_onehot_design_columns_scaling_and_sparsity(pipeline):
 
 
 def test_vocabulary_and_levels_come_from_training_rows_only(pipeline):
-    songs = pipeline["clean"].read(["row_id", "label", "title", "artist_terms", "artist_terms_weight", *msd_etl.CATEGORICAL,
+    songs = pipeline["clean"].read(["row_id", "label", "title", "artist_terms", "artist_terms_weight", *msd_design.CATEGORICAL,
                                      "artist_familiarity", "danceability"])
     train, test = songs.iloc[::2], songs.iloc[1::2]
-    design = msd_etl.fit_design(train, "onehot", 16, min_df=1)
+    design = msd_design.fit_design(train, "onehot", 16, min_df=1)
     train_words = {w for t in train["title"] for w in t.lower().split()}
     test_only = {w for t in test["title"] for w in t.lower().split()} - train_words
     assert test_only and not {f"title:{w}" for w in test_only} & set(design.vocabulary)
-    numeric, sparse = msd_etl.design_blocks(test, design)
+    numeric, sparse = msd_design.design_blocks(test, design)
     assert sparse.shape == (len(test), len(design.vocabulary)) and numeric.shape == (len(test), len(design.numeric))
 
 
 def test_hashed_design_has_named_buckets_instead_of_bags(pipeline):
     store = pipeline["store"]
-    design = regression.load_design(store, pipeline["designs"]["hashed"])
+    design = msd_design.load_design(store, pipeline["designs"]["hashed"])
     buckets = [c for c in design.columns if c.startswith("hash[")]
     assert len(buckets) == 16 and buckets[0].startswith("hash[0] (")
     assert any("term:" in b for b in buckets) and any("artist_id=AR" in b for b in buckets)
@@ -240,11 +243,11 @@ def tiny_songs() -> pd.DataFrame:
 
 def test_onehot_and_bags_by_hand():
     songs = tiny_songs()
-    design = msd_etl.fit_design(songs.iloc[:3], "onehot", 8, min_df=2)  # the last song is unseen
+    design = msd_design.fit_design(songs.iloc[:3], "onehot", 8, min_df=2)  # the last song is unseen
     assert design.constant == ("time_signature", "genre")
     assert list(design.vocabulary) == ["continent=Asia", "continent=Europe", "key=1", "key=2", "key=3", "mode=0", "mode=1",
                                  "title:love", "term:rock"]  # "me", "song", "on", "pop": in one training song only
-    numeric, sparse = msd_etl.design_blocks(songs, design)
+    numeric, sparse = msd_design.design_blocks(songs, design)
     np.testing.assert_array_equal(numeric, songs[["loudness"]].to_numpy())
     np.testing.assert_array_equal(sparse.toarray(), [
         [1, 0, 1, 0, 0, 1, 0, 2, 0.5],  # "love" twice, term weight
@@ -252,15 +255,15 @@ def test_onehot_and_bags_by_hand():
         [1, 0, 0, 0, 1, 0, 1, 0, 0.0],
         [0, 0, 1, 0, 0, 0, 1, 1, 0.0],  # Africa and jazz unseen: all-zero encodings
     ])
-    assert msd_etl.fit_design(songs, "onehot", 8, min_df=5).vocabulary[-1] == "mode=1"  # no word in 5 songs: no bag columns
+    assert msd_design.fit_design(songs, "onehot", 8, min_df=5).vocabulary[-1] == "mode=1"  # no word in 5 songs: no bag columns
 
 
 def test_hashed_block_is_sklearns_signed_feature_hasher_and_names_carry_the_sign():
     from sklearn.feature_extraction import FeatureHasher
 
     songs = tiny_songs()
-    design = msd_etl.fit_design(songs, "hashed", 8, min_df=2)
-    sparse = msd_etl.design_blocks(songs, design)[1][:, len(design.vocabulary):]
+    design = msd_design.fit_design(songs, "hashed", 8, min_df=2)
+    sparse = msd_design.design_blocks(songs, design)[1][:, len(design.vocabulary):]
     hasher = FeatureHasher(n_features=8, input_type="pair", alternate_sign=True)
     tokens = [[("artist_id=A1", 1), ("title:love", 1), ("title:me", 1), ("title:love", 1), ("term:rock", 0.5), ("term:pop", 1.0)],
               [("artist_id=A2", 1), ("title:love", 1), ("title:song", 1), ("term:rock", 0.7)],
@@ -268,7 +271,7 @@ def test_hashed_block_is_sklearns_signed_feature_hasher_and_names_carry_the_sign
               [("artist_id=A3", 1), ("title:love", 1), ("term:jazz", 0.9)]]
     np.testing.assert_array_equal(sparse.toarray(), hasher.transform(tokens).toarray())
     assert (sparse.toarray() < 0).any()  # signed: colliding tokens partly cancel
-    names = msd_etl.sparse_names(songs, design, top=20)[len(design.vocabulary):]
+    names = msd_design.sparse_names(songs, design, top=20)[len(design.vocabulary):]
     shown = [name[name.index("(") + 1 : -1].split(", ") for name in names]  # "hash[3] (artist_id=A1, -title:me)"
     for token in {t for row in tokens for t, _ in row}:
         alone = hasher.transform([[(token, 1.0)]])
@@ -281,13 +284,14 @@ def test_hashed_block_is_sklearns_signed_feature_hasher_and_names_carry_the_sign
 def test_models_beat_the_constant_baseline_and_stronger_penalties_are_sparser(pipeline):
     store, evaluation = pipeline["store"], pipeline["evaluation"]
     scores = store.read_json(evaluation, "metrics.json")
-    assert len(scores) == 1 + 2 * 2 * 2
+    assert len(scores) == 1 + 2 * 2 * 2 * 2  # baseline + 2 variants x 2 feature sets x 2 models x 2 alphas
     best = min(scores[m]["validation"]["rmse"] for m in scores if m != "constant")
     assert best < 0.8 * scores["constant"]["validation"]["rmse"]
     assert scores["lasso-onehot-0.01"]["nonzero_coefficients"] < scores["lasso-onehot-0.0001"]["nonzero_coefficients"]
     assert scores["constant"]["nonzero_coefficients"] == 0 and abs(scores["constant"]["train"]["r2"]) < 1e-9
     top = store.read_json(evaluation, "top_features.json")
-    assert set(top) == {"onehot", "hashed"} and 0 < len(top["onehot"]["features"]) <= 10
+    assert set(top) == {"onehot", "hashed", "onehot, no_artist_popularity", "hashed, no_artist_popularity"}
+    assert 0 < len(top["onehot"]["features"]) <= 10
     assert {"artist_hotttnesss", "artist_familiarity"} & {f["feature"] for f in top["onehot"]["features"][:3]}
     table = pd.read_csv(io.BytesIO(store.read_bytes(evaluation, "results.csv")))
     assert len(table) == len(scores) and {"rmse_test", "train_seconds", "matrix_mib"} <= set(table.columns)
@@ -295,11 +299,40 @@ def test_models_beat_the_constant_baseline_and_stronger_penalties_are_sparser(pi
         assert store.read_bytes(evaluation, png)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_feature_set_without_artist_popularity_leaves_both_columns_out(pipeline):
+    store, evaluation = pipeline["store"], pipeline["evaluation"]
+    scores = store.read_json(evaluation, "metrics.json")
+    design = msd_design.load_design(store, pipeline["designs"]["onehot"])
+    popularity = [design.columns.index(c) for c in ("artist_hotttnesss", "artist_familiarity")]
+    weights = store.read_json(evaluation, "top_features.json")
+    assert not {"artist_hotttnesss", "artist_familiarity"} & {f["feature"] for f in weights["onehot, no_artist_popularity"]["features"]}
+    for ref in pipeline["fits"]:
+        summary = store.read_json(ref, "summary.json")
+        coef = np.load(io.BytesIO(store.read_bytes(ref, linear.COEF)))
+        if summary["variant"] == "onehot" and summary["model"] == "lasso":
+            left_out = {"artist_hotttnesss", "artist_familiarity"} if summary["feature_set"] == "no_artist_popularity" else set()
+            assert set(summary["left_out_columns"]) == left_out
+            assert (coef[popularity] == 0).all() == bool(left_out), summary["name"]
+    # The generated target leans on the artist's popularity: without it, every variant's best model is worse.
+    for variant in msd_design.VARIANTS:
+        best = {f: min(r["validation"]["rmse"] for r in scores.values() if (r["variant"], r["feature_set"]) == (variant, f))
+                for f in linear.FEATURE_SETS}
+        assert best["no_artist_popularity"] > best["report"], (variant, best)
+    table = evaluate.feature_set_table(scores)
+    assert "| variant | model | alpha | test RMSE, report | test RMSE, no_artist_popularity |" in table
+    assert len(table.splitlines()) == 2 + 2 * 2 * 2
+    assert evaluate.feature_set_table({k: v for k, v in scores.items() if "no_artist" not in k}) == ""
+
+
 def test_model_grid_has_one_baseline_and_every_combination():
-    grid = regression.model_grid(["onehot", "hashed"], ["lasso"], [0.1, 0.01])
+    grid = linear.model_grid(["onehot", "hashed"], ["lasso"], [0.1, 0.01])
     assert [s.name for s in grid] == ["constant", "lasso-onehot-0.1", "lasso-onehot-0.01", "lasso-hashed-0.1", "lasso-hashed-0.01"]
     with pytest.raises(ConfigError, match="ridge"):
-        regression.model_grid(["onehot"], ["ridge"], [0.1])
+        linear.model_grid(["onehot"], ["ridge"], [0.1])
+    grid = linear.model_grid(["onehot"], ["lasso"], [0.1], ["report", "no_artist_popularity"])
+    assert [s.name for s in grid] == ["constant", "lasso-onehot-0.1", "lasso-onehot-no_artist_popularity-0.1"]
+    with pytest.raises(ConfigError, match="no_artists"):
+        linear.model_grid(["onehot"], ["lasso"], [0.1], ["no_artists"])
 
 
 # ----------------------------------------------------------------------------- leakage audit
@@ -307,7 +340,7 @@ def test_model_grid_has_one_baseline_and_every_combination():
 
 def test_audit_passes_on_the_pipeline(pipeline):
     for design in pipeline["designs"].values():
-        report = regression.audit_leakage(pipeline["store"], design, pipeline["split"])
+        report = msd_design.audit_leakage(pipeline["store"], design, pipeline["split"])
         assert report["scaler_rows"] == (read_split(pipeline["store"], pipeline["split"])["split"] == "train").sum()
 
 
@@ -316,9 +349,9 @@ def test_audit_catches_a_scaler_fitted_on_all_rows(pipeline, monkeypatch):
 
     real_fit = scaling.fit_scaler_on_train
     monkeypatch.setattr(scaling, "fit_scaler_on_train", lambda X, split, **kw: real_fit(X, split.map(lambda _: "train"), **kw))
-    leaky = stage(pipeline["store"], "design", msd_etl.write_design, pipeline["clean"], pipeline["split"], "onehot", 16, 2)
+    leaky = stage(pipeline["store"], "design", msd_design.write_design, pipeline["clean"], pipeline["split"], "onehot", 16, 2)
     with pytest.raises(LeakageError, match="fitted on all rows"):
-        regression.audit_leakage(pipeline["store"], leaky, pipeline["split"])
+        msd_design.audit_leakage(pipeline["store"], leaky, pipeline["split"])
 
 
 def test_audit_catches_an_artist_in_two_splits(pipeline, monkeypatch):
@@ -331,6 +364,6 @@ def test_audit_catches_an_artist_in_two_splits(pipeline, monkeypatch):
     monkeypatch.setattr(splits, "split_train_val_test", ignoring_groups)
     store, clean = pipeline["store"], pipeline["clean"]
     split = stage(store, "split", write_split, clean, (0.6, 0.2, 0.2), 0, None, None, False)
-    design = stage(store, "design", msd_etl.write_design, clean, split, "hashed", 16, 2)
+    design = stage(store, "design", msd_design.write_design, clean, split, "hashed", 16, 2)
     with pytest.raises(LeakageError, match="groups appear in more than one split"):
-        regression.audit_leakage(store, design, split)
+        msd_design.audit_leakage(store, design, split)

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from mirflow.core.errors import LeakageError
+from mirflow.core.errors import ConfigError, LeakageError
 from mirflow.core.fingerprint import stable_hash
 from mirflow.core.store import ArtifactRef, ArtifactStore
 from mirflow.stages import classification as steps
@@ -71,6 +71,24 @@ def test_listed_split_puts_clips_where_listed_and_counts_the_excluded(features):
     assert split.to_dict() == {"blues.00000": "train", "jazz.00001": "validation", "rock.00002": "test",
                                "rock.00003": "validation"}
     assert summary["excluded"] == 26 and summary["rows"] == {"train": 1, "validation": 2, "test": 1}
+
+
+def test_an_empty_validation_split_fails_never_falling_back_to_training_rows(features, tmp_path):
+    store = features.store
+    listing = pd.DataFrame({"id": ["blues.00000", "jazz.00000", "rock.00000", "rock.00001"],
+                            "split": ["train", "train", "train", "test"]})
+    listing.to_csv(tmp_path / "split.csv", index=False)
+    with pytest.raises(ConfigError, match=r"split_file .*split\.csv leaves no validation rows"):
+        write_split(None, features, (0.7, 0.15, 0.15), 0, str(tmp_path / "split.csv"), None)  # fails before writing
+
+    split_ref = _materialise(store, "split", write_split, features, (0.6, 0.2, 0.2), 1, None, None)
+    no_validation = read_split(store, split_ref).replace({"split": {"validation": "test"}})
+    split_ref = _materialise(store, "x", lambda w: w.write_parquet(SPLIT, pa.Table.from_pandas(no_validation)))
+    scaler_ref = _materialise(store, "scale", steps.write_scaler, features, split_ref, ("f1", "f2"), "standard", None, 8)
+    spec = steps.InputSpec("mlp", ("f1", "f2"), "logmel", 4, 8)
+    config = dict(lr=1e-3, weight_decay=0.0, batch_size=8, max_epochs=1, patience=1, seed=0)
+    with pytest.raises(ConfigError, match="leaves no validation rows"):
+        _materialise(store, "train", steps.write_trained_model, features, split_ref, scaler_ref, spec, [4], config)
 
 
 def test_scaler_fits_train_rows_only_and_audit_catches_tampering(features):

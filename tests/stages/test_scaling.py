@@ -1,4 +1,4 @@
-"""Scalers fitted on training rows only, the leakage audit, and train-mean imputation."""
+"""Scalers fitted on training rows only, their audit, and train-mean imputation."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ import pytest
 import scipy.sparse as sp
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, StandardScaler
 
-from mirflow.core.errors import ConfigError, LeakageError
+from mirflow.core.errors import ConfigError
 from mirflow.stages.scaling import (
     FittedScaler,
     apply_scaler,
-    audit_leakage,
     audit_scaler,
     fill_missing_with_train_mean,
     fit_scaler_on_train,
@@ -32,9 +31,8 @@ def data():
     values = rng.normal(0.0, 1.0, (N_ROWS, 4))
     values[75:] += 5.0  # test rows
     values[:, 3] = 2.5  # constant column
-    groups = np.repeat(np.arange(30), 3)  # three rows per song, songs never cross splits
     frame = pd.DataFrame(values, index=ids, columns=["mfcc01_mean", "mfcc01_std", "centroid", "constant"])
-    return frame, split, groups
+    return frame, split
 
 
 def train_values(frame, split):
@@ -42,7 +40,7 @@ def train_values(frame, split):
 
 
 def test_scaler_uses_training_rows_only(data):
-    frame, split, _ = data
+    frame, split = data
     scaler = fit_scaler_on_train(frame, split)
     assert scaler.n_rows == 60
     assert np.allclose(scaler.center, train_values(frame, split).mean(axis=0))
@@ -53,7 +51,7 @@ def test_scaler_uses_training_rows_only(data):
 
 
 def test_minmax_matches_sklearn_on_training_rows(data):
-    frame, split, _ = data
+    frame, split = data
     scaled = apply_scaler(fit_scaler_on_train(frame, split, kind="minmax"), frame)
     expected = MinMaxScaler().fit(train_values(frame, split)).transform(frame.to_numpy())
     assert np.allclose(scaled.to_numpy()[:, :3], expected[:, :3], atol=1e-6)
@@ -61,13 +59,13 @@ def test_minmax_matches_sklearn_on_training_rows(data):
 
 
 def test_split_is_matched_to_dataframe_rows_by_id(data):
-    frame, split, _ = data
+    frame, split = data
     shuffled = frame.sample(frac=1.0, random_state=0)
     assert np.allclose(fit_scaler_on_train(shuffled, split).center, fit_scaler_on_train(frame, split).center)
 
 
 def test_nan_aware_statistics_and_nan_kept_by_apply(data):
-    frame, split, _ = data
+    frame, split = data
     frame.iloc[0, 0] = np.nan
     scaler = fit_scaler_on_train(frame.to_numpy(), split)
     assert np.isclose(scaler.center[0], np.nanmean(train_values(frame, split)[:, 0]))
@@ -76,40 +74,28 @@ def test_nan_aware_statistics_and_nan_kept_by_apply(data):
 
 
 def test_audit_is_clean_for_a_correct_scaler_even_after_a_json_round_trip(data):
-    frame, split, groups = data
+    frame, split = data
     scaler = fit_scaler_on_train(frame, split)
     saved = FittedScaler.from_dict(json.loads(json.dumps(scaler.to_dict())))
     assert audit_scaler(saved, frame, split) == []
-    audit_leakage(split, groups, saved, frame)  # no exception
 
 
 def test_audit_catches_a_scaler_fitted_on_all_rows(data):
-    frame, split, groups = data
+    frame, split = data
     leaky = fit_scaler_on_train(frame, pd.Series("train", index=split.index))
     problems = audit_scaler(leaky, frame, split)
     assert problems[0] == "scaler fitted on 90 rows but the training split has 60 (all rows: fitted on all rows?)"
     assert any(p.startswith("mean of column mfcc01_mean differs") for p in problems)
-    with pytest.raises(LeakageError, match="training split has 60"):
-        audit_leakage(split, groups, leaky, frame)
 
 
 def test_audit_catches_the_right_count_of_wrong_rows(data):
-    frame, split, _ = data
+    frame, split = data
     swapped = split.copy()
     swapped.iloc[:15] = "test"
     swapped.iloc[75:] = "train"  # still 60 training rows, 15 of them test rows
     problems = audit_scaler(fit_scaler_on_train(frame, swapped), frame, split)
     assert "row-id fingerprint differs" in problems[0]
     assert any("mean of column centroid differs" in p for p in problems)
-
-
-def test_audit_leakage_reports_groups_in_two_splits(data):
-    frame, split, groups = data
-    scaler = fit_scaler_on_train(frame, split)
-    shared = groups.copy()
-    shared[0] = groups[-1]  # a training row now belongs to a test song
-    with pytest.raises(LeakageError, match=r"1 groups appear in more than one split, e\.g\. \['29'\]"):
-        audit_leakage(split, shared, scaler, frame)
 
 
 def test_sparse_input_stays_sparse_and_is_never_centred():
@@ -142,7 +128,7 @@ SKLEARN = {  # kind -> the sklearn scaler and its (center, scale) of x' = (x - c
 
 @pytest.mark.parametrize("kind", SKLEARN)
 def test_statistics_and_output_are_sklearns_on_the_training_rows(data, kind):
-    frame, split, _ = data
+    frame, split = data
     frame.iloc[[2, 70], [0, 2]] = np.nan  # NaN in training and test rows: ignored by the fit, kept by apply
     values, train = frame.to_numpy(), (split == "train").to_numpy()
     scaler = fit_scaler_on_train(frame, split, kind=kind)
@@ -157,7 +143,7 @@ def test_statistics_and_output_are_sklearns_on_the_training_rows(data, kind):
 def test_near_constant_training_column_is_not_blown_up(data):
     """0.1 is not exact in binary: its std over 60 equal values is ~4e-17, not 0. Dividing
     by that made any other value ~1e16; sklearn's scalers treat the column as constant."""
-    frame, split, _ = data
+    frame, split = data
     frame["constant"] = np.where(split == "train", 0.1, 0.6)
     scaler = fit_scaler_on_train(frame, split)
     assert scaler.scale[3] == 1.0
@@ -165,14 +151,14 @@ def test_near_constant_training_column_is_not_blown_up(data):
 
 
 def test_a_centring_scaler_refuses_sparse_input(data):
-    frame, split, _ = data
+    frame, split = data
     scaler = fit_scaler_on_train(frame, split)
     with pytest.raises(ConfigError, match="centring"):
         apply_scaler(scaler, sp.csr_matrix(frame.to_numpy()))
 
 
 def test_nan_filled_with_training_means_only(data):
-    frame, split, _ = data
+    frame, split = data
     frame.iloc[1, 0] = np.nan  # a training row
     frame.iloc[80, 2] = np.nan  # a test row
     filled, means = fill_missing_with_train_mean(frame, split)
@@ -185,7 +171,7 @@ def test_nan_filled_with_training_means_only(data):
 
 
 def test_bad_arguments_are_config_errors(data):
-    frame, split, _ = data
+    frame, split = data
     with pytest.raises(ConfigError, match="scaler kind"):
         fit_scaler_on_train(frame, split, kind="robust")
     with pytest.raises(ConfigError, match="split has 89 rows but X has 90"):

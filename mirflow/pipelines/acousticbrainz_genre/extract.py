@@ -1,5 +1,5 @@
 """AcousticBrainz ETL: low-level JSON documents -> Parquet feature shards, and the
-training-only preprocessing of that feature table (missing-value fill, z-scaling).
+report on their layout (constant and missing columns).
 
 A shard table has the identity columns ``ID_COLUMNS`` and then ``acousticbrainz.LAYOUT``
 (2,676 float32 columns named by JSON path; NaN where a file lacks the descriptor).
@@ -11,7 +11,6 @@ worker's memory is bounded by ``READ_BATCH`` files, not by the shard or the data
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +21,12 @@ import pyarrow.parquet as pq
 from mirflow.core.fingerprint import file_fingerprint
 from mirflow.core.store import ArtifactWriter
 from mirflow.datasets import acousticbrainz as ab
-from mirflow.stages import leakage, scaling
 from mirflow.stages.featuresets import FAILURES, TABLE, FeatureSet
 
 ID_COLUMNS = ("row_id", "recordingmbid", "official_split")
 FEATURES = list(ab.LAYOUT)
 READ_BATCH = 1000  # files parsed, converted and written at a time (one Parquet row group)
 COLUMN_STATS = "column_stats.json"
-# Fitting reads a block of columns for all rows at a time: as many columns as fit in
-# SCALE_BUDGET bytes of float64 (every column at once for small data), at least 16.
-SCALE_BUDGET = 512 * 2**20  # about 4x this at peak (copies while filling and fitting)
 
 
 def feature_files(data_dir: str | Path, mode: str = "stat") -> pd.DataFrame:
@@ -157,79 +152,3 @@ def layout_note(layout: dict, file_name: str) -> str:
         f"Columns with missing values: {len(missing)} (left missing by the ETL, filled with the training split's "
         "mean after the split)."
     )
-
-
-# -- preprocessing fitted on the training rows only -------------------------------------
-@dataclass(frozen=True)
-class Preprocessing:
-    """Missing descriptors -> the training mean (``fill``), then z-scaling (``scaler``),
-    both fitted on the training split's rows only."""
-
-    fill: np.ndarray
-    scaler: scaling.FittedScaler
-
-    def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        """Model input (float32) for a batch of feature-table rows."""
-        values = frame[FEATURES].to_numpy(np.float64)
-        values = np.where(np.isnan(values), self.fill, values)
-        return scaling.apply_scaler(self.scaler, values)
-
-    def to_dict(self) -> dict:
-        return {"fill": [float(v) for v in self.fill], "scaler": self.scaler.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Preprocessing:
-        return cls(np.asarray(data["fill"], dtype=np.float64), scaling.FittedScaler.from_dict(data["scaler"]))
-
-
-def column_blocks(rows: int) -> Iterator[list[str]]:
-    """The feature columns in blocks of ``SCALE_BUDGET`` bytes of float64 over ``rows`` rows."""
-    width = max(16, SCALE_BUDGET // (8 * max(rows, 1)))
-    for start in range(0, len(FEATURES), width):
-        yield FEATURES[start : start + width]
-
-
-def read_block(features: FeatureSet, row_ids: pd.Index, columns: list[str]) -> pd.DataFrame:
-    """Some feature columns of the given rows, in ``row_ids`` order."""
-    return features.read(["row_id", *columns]).set_index("row_id").reindex(row_ids)
-
-
-def fit_block(block: pd.DataFrame, split: pd.Series) -> tuple[np.ndarray, scaling.FittedScaler]:
-    """Training means for the fill, and the scaler fitted on the filled training rows."""
-    filled, means = scaling.fill_missing_with_train_mean(block, split)
-    return means, scaling.fit_scaler_on_train(filled, split, columns=list(block.columns))
-
-
-def fit_preprocessing(features: FeatureSet, split: pd.Series) -> Preprocessing:
-    """Fill values and z-scaler, fitted column block by column block on the rows whose
-    ``split`` (row id -> split, every row to be used) is train."""
-    fills, fitted = [], []
-    for columns in column_blocks(len(split)):
-        means, scaler = fit_block(read_block(features, split.index, columns), split)
-        fills.append(means)
-        fitted.append(scaler)
-    scaler = scaling.FittedScaler(
-        "standard", np.concatenate([s.center for s in fitted]), np.concatenate([s.scale for s in fitted]),
-        tuple(FEATURES), fitted[0].n_rows, fitted[0].rows_sha256,
-    )
-    return Preprocessing(np.concatenate(fills), scaler)
-
-
-def audit_preprocessing(features: FeatureSet, split: pd.Series, groups: pd.Series, prep: Preprocessing) -> list[str]:
-    """Problems (empty = clean): a group in two splits, fill values or scaler statistics
-    that are not those of the training rows (refitted here from the feature table)."""
-    problems = leakage.group_problems(split, groups)
-    start = 0
-    for columns in column_blocks(len(split)):
-        block = read_block(features, split.index, columns)
-        stop = start + len(columns)
-        filled, means = scaling.fill_missing_with_train_mean(block, split)
-        wrong = [c for c, saved, actual in zip(columns, prep.fill[start:stop], means) if not np.isclose(saved, actual, rtol=1e-5)]
-        if wrong:
-            problems.append(f"fill values of {len(wrong)} columns (e.g. {wrong[0]}) are not the training rows' means")
-        scaler = prep.scaler
-        part = scaling.FittedScaler(scaler.kind, scaler.center[start:stop], scaler.scale[start:stop],
-                                    scaler.columns[start:stop], scaler.n_rows, scaler.rows_sha256)
-        problems += scaling.audit_scaler(part, filled, split)
-        start = stop
-    return list(dict.fromkeys(problems))  # row-count problems repeat for every block

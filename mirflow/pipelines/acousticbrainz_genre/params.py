@@ -24,8 +24,10 @@ class AcousticBrainzParams(RunParams):
         0.2, ge=0.0, lt=0.5, description="Share held out as test, only when the data has no official validation set (else that set is the test split)."
     )
     folds: int = Field(5, ge=2, le=20, description="Cross-fitting folds: subtask-1 networks fitted without each fold give the stacking inputs.")
-    stacking: Literal["crossfit", "insample"] = Field(
-        "crossfit", description="Stacking inputs: out-of-fold activations (crossfit) or the report's leaky in-sample activations (insample)."
+    stacking: list[Literal["crossfit", "crossfit_scores", "insample"]] = Field(
+        ["crossfit", "crossfit_scores", "insample"], min_length=1,
+        description="Subtask-2 stacking modes, reported side by side: out-of-fold activations (crossfit), out-of-fold "
+        "per-source scores (crossfit_scores), the report's leaky in-sample activations (insample).",
     )
     hidden: int = Field(256, ge=1, le=8192, description="Hidden units of every network (report 003: 256).")
     dropout: float = Field(0.5, ge=0.0, lt=1.0, description="Dropout after the hidden layer (report 003: 0.5).")
@@ -34,6 +36,11 @@ class AcousticBrainzParams(RunParams):
     batch_size: int = Field(64, ge=1, le=65536, description="Training batch size.")
     max_epochs: int = Field(30, ge=1, le=10_000, description="Most epochs per network (early stopping on validation loss).")
     patience: int = Field(5, ge=1, description="Early stopping: epochs without validation-loss improvement.")
+
+    @field_validator("stacking", mode="before")
+    @classmethod
+    def _one_mode_is_a_list(cls, value):
+        return [value] if isinstance(value, str) else value  # `stacking="insample"`, as before the list
 
     @field_validator("test_fraction")
     @classmethod

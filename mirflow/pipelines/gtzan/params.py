@@ -48,16 +48,9 @@ class GtzanParams(RunParams, SplitParams, TrainParams):
             raise ValueError(f"split {self.split!r} and split_file {self.split_file!r} both name a split; give one")
         return self
 
-    @model_validator(mode="after")
-    def _evaluation_has_rows(self) -> GtzanParams:
-        # Evaluation scores the test split, else the validation split: one must get rows.
-        if self.split_file is None and self.fractions[1] == 0 and self.fractions[2] == 0:
-            raise ValueError(f"fractions {self.fractions} leave no validation and no test rows to evaluate on; "
-                             "give one of them a share (e.g. 0.8 0.1 0.1) or use split_file")
-        return self
-
     def check_inputs(self) -> None:
         super().check_inputs()
+        self.check_split_file()
         if self.data_dir is not None:
             from mirflow.datasets import gtzan
 

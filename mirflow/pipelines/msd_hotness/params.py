@@ -24,6 +24,11 @@ class MsdHotnessParams(RunParams, SplitParams):
     variants: list[Literal["onehot", "hashed"]] = Field(
         ["onehot", "hashed"], min_length=1, description="Feature variants: one-hot + bag-of-words, and/or (artist, title, terms) hashed into buckets."
     )
+    feature_sets: list[Literal["report", "no_artist_popularity"]] = Field(
+        ["report", "no_artist_popularity"], min_length=1,
+        description="Feature sets fitted side by side: the report's, and one without artist_hotttnesss and "
+        "artist_familiarity (taken from the same snapshot as the target).",
+    )
     models: list[Literal["lasso", "elasticnet"]] = Field(
         ["lasso", "elasticnet"], min_length=1, description="Sparse linear models, each fitted for every alpha (plus a constant baseline)."
     )
@@ -50,6 +55,7 @@ class MsdHotnessParams(RunParams, SplitParams):
 
     def check_inputs(self) -> None:
         super().check_inputs()
+        self.check_split_file()
         if self.data_dir is not None:
             from mirflow.datasets import msd
 
