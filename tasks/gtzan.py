@@ -29,6 +29,7 @@ def discover_gtzan_clips(ctx: RunContext) -> pd.DataFrame:
         ctx, "gtzan", params.demo_clips_per_genre,
         lambda folder: gtzan.synthesize(folder, n_per_genre=params.demo_clips_per_genre, seed=params.seed, sr=params.sample_rate,
                                         duration_s=DEMO_SECONDS, crossover=DEMO_CROSSOVER),
+        variant=f"{DEMO_SECONDS}s-{params.sample_rate}hz-crossover{DEMO_CROSSOVER}",
     )
     ctx.generated_data = ctx.generated_data or gtzan.is_synthetic(data_dir)
     clips = gtzan.discover(data_dir)

@@ -186,12 +186,13 @@ def run_logger() -> logging.Logger | logging.LoggerAdapter:
         return logging.getLogger("mirflow")
 
 
-def data_dir_or_demo(ctx: RunContext, dataset: str, n: int, make: Callable[[Path], object]) -> str:
+def data_dir_or_demo(ctx: RunContext, dataset: str, n: int, make: Callable[[Path], object], variant: str = "") -> str:
     """The run's data folder or, when none is given, the generated demo set of ``n``
-    units (made once by ``make(folder)``, and said so in the log): every flow's fallback."""
+    units (made once by ``make(folder)``, and said so in the log): every flow's fallback.
+    ``variant``: see `demo_folder`."""
     if ctx.params.data_dir is not None:
         return ctx.params.data_dir
-    folder = demo_folder(dataset, n, ctx.params.seed)
+    folder = demo_folder(dataset, n, ctx.params.seed, variant)
     ctx.generated_data = True
     run_logger().info("no data_dir given: using the generated demo data set in %s", folder)
     return str(ensure_demo(folder, make))

@@ -58,10 +58,11 @@ def data_root() -> Path:
     return Path(os.environ.get("MIRFLOW_DATA", Path.home() / "mirflow_data")).expanduser()
 
 
-def demo_folder(name: str, n: int, seed: int) -> Path:
+def demo_folder(name: str, n: int, seed: int, variant: str = "") -> Path:
     """Where a flow's generated demo set of data set ``name`` lives (every flow falls back
-    on one when given no data folder)."""
-    return data_root() / f"{name}-demo-seed{seed}-n{n}"
+    on one when given no data folder). ``variant`` names the generator's other settings,
+    so a set made with other settings (or by an older mirflow) is never reused."""
+    return data_root() / f"{name}-demo-seed{seed}-n{n}{'-' + variant if variant else ''}"
 
 
 def ensure_demo(folder: Path, make: Callable[[Path], object]) -> Path:

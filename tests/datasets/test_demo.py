@@ -37,3 +37,10 @@ def test_the_demo_fallback_marks_the_run_as_made_on_generated_data(tmp_path, mon
     real = SimpleNamespace(params=SimpleNamespace(data_dir=str(tmp_path), seed=1), generated_data=False)
     assert data_dir_or_demo(real, "msd", 30, lambda folder: None) == str(tmp_path)
     assert demo.generated_data and not real.generated_data
+
+
+def test_a_demo_set_made_with_other_generator_settings_is_not_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIRFLOW_DATA", str(tmp_path))
+    older = demo_folder("gtzan", 30, seed=1)
+    harder = demo_folder("gtzan", 30, seed=1, variant="3.5s-22050hz-crossover0.2")
+    assert harder == tmp_path / "gtzan-demo-seed1-n30-3.5s-22050hz-crossover0.2" and harder != older
