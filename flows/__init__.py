@@ -13,6 +13,7 @@ FLOWS = {
         "flows.acousticbrainz_genre:acousticbrainz_genre",
         "mirflow.pipelines.acousticbrainz_genre.params:AcousticBrainzParams",
     ),
+    "cnn_benchmark": ("flows.cnn_benchmark:cnn_benchmark", "mirflow.pipelines.cnn_benchmark.params:CnnBenchmarkParams"),
 }
 
 

@@ -50,7 +50,7 @@ def test_small_stem_replaces_only_the_first_convolution():
 def test_every_model_trains_a_step_and_is_rebuilt_from_its_checkpoint(name, stem, in_channels, tmp_path):
     model = build_model(_spec(name, stem, n_classes=7, in_channels=in_channels), seed=0)
     side = 16 if stem == "small" else 32  # the smallest the ImageNet stem's five halvings allow
-    x, y = torch.randn(2, in_channels, side, side), torch.tensor([1, 6])
+    x, y = torch.randn(2 if name in LIGHT else 1, in_channels, side, side), torch.tensor([1, 6])
     if name in LIGHT:
         before = {key: value.clone() for key, value in model.state_dict().items()}
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -66,7 +66,7 @@ def test_every_model_trains_a_step_and_is_rebuilt_from_its_checkpoint(name, stem
     assert all(torch.equal(value, rebuilt.state_dict()[key]) for key, value in after.items())
     with torch.no_grad():
         hidden = model.eval().hidden_activations(x)
-        assert model(x).shape == (2, 7) and hidden.ndim == 2
+        assert model(x).shape == (len(x), 7) and hidden.ndim == 2
         head = model.fc if hasattr(model, "fc") else model.classifier
         torch.testing.assert_close(head(hidden), model(x))  # the hidden activations feed the output layer
 
