@@ -34,7 +34,7 @@ def fit_normalisation(ctx: RunContext, image_set: ArtifactRef) -> ArtifactRef:
 def benchmark_model(ctx: RunContext, image_set: ArtifactRef, normalisation: ArtifactRef, model: str) -> ArtifactRef:
     """Train and measure one model on a Dask worker, itself in fresh processes (see `measure`)."""
     params = ctx.params
-    n_classes = ctx.store.read_json(image_set, "summary.json")["n_classes"]
+    n_classes = cifar100.N_FINE if params.label == "fine" else cifar100.N_COARSE
     spec = {"name": model, "n_classes": n_classes, "in_channels": 3}
     if model not in ("allcnn_c", "resnet20"):
         spec["stem"] = params.stem

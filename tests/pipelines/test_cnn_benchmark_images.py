@@ -28,7 +28,7 @@ def test_images_keep_cifar_order_and_hold_out_validation(image_set):
     store, ref, summary, data = image_set
     pixels, labels, split = (images.read_array(store, ref, name) for name in (images.IMAGES, images.LABELS, images.SPLIT))
     train_pixels, _, train_coarse = cifar100.read_split(data, "train")
-    assert summary["n_classes"] == 20 and summary["rows"]["test"] == 40
+    assert summary["rows"]["test"] == 40
     assert summary["rows"]["validation"] == pytest.approx(50, abs=8)  # stratified per class: rounding
     assert pixels.shape == (240, 3, 32, 32)
     np.testing.assert_array_equal(pixels[:200], train_pixels.transpose(0, 3, 1, 2))  # HWC pickles -> CHW

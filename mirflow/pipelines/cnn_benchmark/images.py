@@ -42,9 +42,8 @@ def write_images(writer: ArtifactWriter, data_dir: str, label: str, validation_f
     _save(writer, IMAGES, np.ascontiguousarray(images))
     _save(writer, LABELS, np.concatenate([y_train, y_test]).astype(np.int64))
     _save(writer, SPLIT, split)
-    n_classes = cifar100.N_FINE if label == "fine" else cifar100.N_COARSE
     return {"rows": {name: int((split == code).sum()) for name, code in
-                     (("train", TRAIN), ("validation", VALIDATION), ("test", TEST))}, "n_classes": n_classes}
+                     (("train", TRAIN), ("validation", VALIDATION), ("test", TEST))}}
 
 
 def write_normalisation(writer: ArtifactWriter, store: ArtifactStore, images: ArtifactRef) -> dict:
