@@ -9,6 +9,7 @@ daemonic Dask worker may start where multiprocessing may not).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -47,6 +48,16 @@ def _batches(job: dict, part: int, batch_size: int, training: bool = False) -> I
                         shuffle=training, seed=job["config"]["seed"])
 
 
+def _threads(job: dict) -> int:
+    """The job's torch threads, by default every core this process may use: Dask's nanny sets
+    OMP_NUM_THREADS=1 for its workers, which their child processes would otherwise inherit."""
+    import torch
+
+    threads = job["threads"] or len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    return threads
+
+
 def top_k_accuracy(probabilities: np.ndarray, labels: np.ndarray, k: int) -> float:
     top = np.argsort(-probabilities, axis=1)[:, :k]
     return float((top == labels[:, None]).any(axis=1).mean())
@@ -59,12 +70,11 @@ def train(job: dict) -> dict:
     from mirflow.models import build_model, load_pretrained
     from mirflow.stages.training import TrainConfig, predict, train_model
 
-    if job["threads"] is not None:
-        torch.set_num_threads(job["threads"])
+    threads = _threads(job)
     model = build_model(job["spec"], seed=job["config"]["seed"])
     reinitialised = load_pretrained(model, job["pretrained"]) if job["pretrained"] else None
     train_source = _batches(job, TRAIN, job["config"]["batch_size"], training=True)
-    config = TrainConfig(**job["config"], num_threads=job["threads"])
+    config = TrainConfig(**job["config"], num_threads=threads)
     result = train_model(model, train_source, _batches(job, VALIDATION, INFERENCE_BATCH), config,
                          checkpoint_path=Path(job["model_path"]))
     test = _batches(job, TEST, INFERENCE_BATCH)
@@ -92,8 +102,7 @@ def infer(job: dict) -> dict:
 
     from mirflow.stages.training import load_model, resolve_device
 
-    if job["threads"] is not None:
-        torch.set_num_threads(job["threads"])
+    _threads(job)
     device = resolve_device("auto")
     model, _ = load_model(Path(job["model_path"]))
     model.to(device)

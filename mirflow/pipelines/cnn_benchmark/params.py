@@ -49,7 +49,7 @@ class CnnBenchmarkParams(RunParams):
     lr_step_factor: float = Field(0.8, gt=0, lt=1)
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="Share of the training images held out to pick the best epoch.")
     inference_batches: int = Field(10, ge=1, le=10_000, description="Batches of 100 test images timed for inference.")
-    threads: int | None = Field(None, ge=1, description="torch threads per model. Empty: torch's default (the cores).")
+    threads: int | None = Field(None, ge=1, description="torch threads per model. Empty: every core (models run one at a time).")
     parallel: bool = Field(False, description="Train models at the same time (a cluster with room); costs then interfere.")
     pretrained: dict[str, str] = Field(
         default_factory=dict, description="Local state dict per model (on the command line: resnet18=/path/weights.pt).")
