@@ -84,3 +84,10 @@ def test_parameters_take_per_model_pairs_and_the_report_preset():
         CnnBenchmarkParams(batch_sizes="allcnn_c:500")
     report = CnnBenchmarkParams(preset="report", max_epochs=7)
     assert report.max_epochs == 7 and report.inference_batches == 100 and report.batch_sizes["resnet18"] == 256
+
+
+def test_inference_batches_start_over_at_the_end_of_the_test_set():
+    from mirflow.pipelines.cnn_benchmark.measure import _repeated
+
+    source = images.ImageBatches(np.zeros((5, 3, 4, 4), np.uint8), np.arange(5), 2, [0.0] * 3, [1.0] * 3)
+    assert [len(x) for x in _repeated(source, 5)] == [2, 2, 1, 2, 2]

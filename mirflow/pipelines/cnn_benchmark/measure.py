@@ -48,6 +48,17 @@ def _batches(job: dict, part: int, batch_size: int, training: bool = False) -> I
                         shuffle=training, seed=job["config"]["seed"])
 
 
+def _repeated(source: ImageBatches, n: int):
+    """The first ``n`` batches of ``source``, starting over at its end (a test set of fewer batches)."""
+    made = 0
+    while True:
+        for x, _ in source:
+            yield x
+            made += 1
+            if made == n:
+                return
+
+
 def _threads(job: dict) -> int:
     """The job's torch threads, by default every core this process may use: Dask's nanny sets
     OMP_NUM_THREADS=1 for its workers, which their child processes would otherwise inherit."""
@@ -106,24 +117,24 @@ def infer(job: dict) -> dict:
     device = resolve_device("auto")
     model, _ = load_model(Path(job["model_path"]))
     model.to(device)
-    test = _batches(job, TEST, INFERENCE_BATCH)
-    batches = [x for x, _ in test][: job["batches"] + 1]
+    batches = _repeated(_batches(job, TEST, INFERENCE_BATCH), job["batches"] + 1)
     memory.reset_peak_rss()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    seconds = []
+    seconds, rows = [], 0
     with torch.no_grad():
-        for i in range(job["batches"] + 1):
-            x = batches[i % len(batches)].to(device)
+        for i, x in enumerate(batches):  # made one at a time: an upsampled test set would not fit
+            x = x.to(device)
             began = time.perf_counter()
             model(x)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             if i:  # the first batch pays for lazy initialisation
                 seconds.append(time.perf_counter() - began)
+                rows = max(rows, len(x))
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else memory.peak_rss_bytes()
     return {"infer_seconds_per_batch": float(np.mean(seconds)), "infer_peak_memory_bytes": int(peak),
-            "infer_batch_rows": int(len(batches[0]))}
+            "infer_batch_rows": rows}
 
 
 if __name__ == "__main__":
