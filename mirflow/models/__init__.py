@@ -13,18 +13,34 @@ One module per architecture; this module is the registry that names them.
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from mirflow.core.errors import ConfigError
+from mirflow.core.errors import ConfigError, DataError
+from mirflow.models.allcnn import AllCNNC
 from mirflow.models.cnn import SpectrogramCNN
 from mirflow.models.embedding import EmbeddingNet
+from mirflow.models.densenet import DenseNet201
 from mirflow.models.mlp import MLP
+from mirflow.models.mobilenet import MobileNetV2
+from mirflow.models.resnet import CifarResNet20, ResNet18, ResNet50, ResNeXt50
 
-__all__ = ["MLP", "MODELS", "EmbeddingNet", "SpectrogramCNN", "build_model", "count_parameters"]
+__all__ = ["MLP", "MODELS", "EmbeddingNet", "SpectrogramCNN", "IMAGE_MODELS", "build_model", "count_parameters",
+           "load_pretrained"]
 
-MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": SpectrogramCNN, "embedding": EmbeddingNet}
+# The image zoo: every one takes (n_classes, in_channels) and, where it has one, a stem.
+IMAGE_MODELS: dict[str, type[nn.Module]] = {
+    "allcnn_c": AllCNNC,
+    "resnet20": CifarResNet20,
+    "resnet18": ResNet18,
+    "resnet50": ResNet50,
+    "mobilenet_v2": MobileNetV2,
+    "resnext50_32x4d": ResNeXt50,
+    "densenet201": DenseNet201,
+}
+MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": SpectrogramCNN, "embedding": EmbeddingNet, **IMAGE_MODELS}
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -54,3 +70,31 @@ def build_model(spec: dict, *, seed: int | None = None) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return model_class(**kwargs)
+
+
+def load_pretrained(model: nn.Module, path: str | Path) -> list[str]:
+    """Load a local state dict (a plain one, e.g. torchvision's, or a mirflow model file) into ``model``.
+
+    Loaded with ``weights_only=True`` (no code runs).  Tensors whose shape differs from the
+    model's (the output layer of a model trained for other classes or channels) keep their
+    fresh initialisation; their names are returned.  Any other missing or extra name is an error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "pretrained weights file does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load raises many types for corrupt or foreign files
+        raise DataError(path, f"not a readable state dict: {error}") from None
+    if isinstance(state, dict) and {"spec", "state_dict"} <= set(state):  # a mirflow model file
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataError(path, "not a state dict (expected a mapping of names to tensors)")
+    own = model.state_dict()
+    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or extra:
+        raise DataError(path, f"does not fit {type(model).__name__}: missing {missing[:3]}, "
+                              f"unexpected {extra[:3]} ({len(missing)} and {len(extra)} names)")
+    reshaped = sorted(name for name in own if own[name].shape != state[name].shape)
+    model.load_state_dict({name: state[name] for name in own if name not in reshaped}, strict=False)
+    return reshaped

@@ -40,7 +40,7 @@ from mirflow.models import build_model, count_parameters
 TASKS = ("multiclass", "multilabel", "binary", "regression")
 METRIC_NAMES = {"multiclass": "accuracy", "binary": "accuracy", "multilabel": "micro_f1",
                 "regression": "rmse"}
-SCHEDULERS = ("plateau", "cosine", "none")
+SCHEDULERS = ("plateau", "cosine", "step", "none")
 OPTIMIZERS = ("adam", "sgd")
 MODEL = "model.pt"  # a trained model's file name in its artifact
 
@@ -108,7 +108,8 @@ class TrainConfig:
     ``batch_size`` is what pipelines build their sources with; the loop takes batches as they come.
     ``scheduler``: "plateau" halves (``plateau_factor``) the learning rate after
     ``plateau_patience`` epochs without a lower validation loss; "cosine" anneals it
-    to 0 over ``max_epochs``; "none" keeps it.  Early stopping ends training after
+    to 0 over ``max_epochs``; "step" multiplies it by ``plateau_factor`` every ``step_epochs``
+    epochs (report 000: x0.8 every 5); "none" keeps it.  Early stopping ends training after
     ``patience`` epochs without a validation loss lower by more than ``min_delta`` and
     restores the best epoch.
     ``num_threads``: torch threads during training (None leaves torch's setting); 1 is
@@ -125,6 +126,7 @@ class TrainConfig:
     scheduler: str = "plateau"
     plateau_factor: float = 0.5
     plateau_patience: int = 3
+    step_epochs: int = 5
     optimizer: str = "adam"  # "adam" (L2 weight decay) or "sgd" (with ``momentum``)
     momentum: float = 0.9
     seed: int = 0
@@ -138,7 +140,7 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"TrainConfig.{name}={getattr(self, name)!r}; choose one of {allowed}")
-        for name in ("lr", "batch_size", "max_epochs", "patience"):
+        for name in ("lr", "batch_size", "max_epochs", "patience", "step_epochs"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"TrainConfig.{name} must be > 0, got {getattr(self, name)!r}")
         if self.min_delta < 0:
@@ -336,6 +338,8 @@ def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
             optimizer, factor=config.plateau_factor, patience=config.plateau_patience)
     if config.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)
+    if config.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, config.step_epochs, gamma=config.plateau_factor)
     return None
 
 

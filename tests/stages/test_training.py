@@ -134,6 +134,15 @@ def test_plateau_schedule_halves_the_learning_rate():
     assert all(later in (earlier, earlier * 0.5) for earlier, later in steps)
 
 
+def test_step_schedule_multiplies_the_learning_rate_every_few_epochs():
+    """Report 000's recipe: SGD, lr x 0.8 every 5 epochs."""
+    train, validation = blobs(n_per_class=10)
+    config = TrainConfig(max_epochs=11, patience=11, lr=1e-2, optimizer="sgd", scheduler="step",
+                         plateau_factor=0.8, step_epochs=5, **CPU)
+    learning_rates = [record["lr"] for record in train_model(mlp(), train, validation, config).history]
+    assert learning_rates == pytest.approx([1e-2] * 5 + [8e-3] * 5 + [6.4e-3])
+
+
 def test_checkpoint_is_written_atomically_and_loads(tmp_path):
     train, validation = blobs()
     model, seen = mlp(), []
