@@ -27,17 +27,21 @@ STAGES = {
     "gtzan/train": "mirflow.stages.classification:write_trained_model",
     "gtzan/evaluate": "mirflow.stages.classification:write_evaluation",
     "ab/extract": "mirflow.pipelines.acousticbrainz_genre.extract:write_ab_shard",
-    "ab/targets": "mirflow.pipelines.acousticbrainz_genre.stacking:write_targets",
-    "ab/split": "mirflow.pipelines.acousticbrainz_genre.stacking:write_recording_split",
-    "ab/scale": "mirflow.pipelines.acousticbrainz_genre.stacking:write_preprocessing",
-    "ab/train": "mirflow.pipelines.acousticbrainz_genre.stacking:write_subtask1_model",
+    "ab/targets": "mirflow.pipelines.acousticbrainz_genre.targets:write_targets",
+    "ab/split": "mirflow.pipelines.acousticbrainz_genre.split:write_recording_split",
+    "ab/scale": "mirflow.pipelines.acousticbrainz_genre.preprocessing:write_preprocessing",
+    "ab/train": "mirflow.pipelines.acousticbrainz_genre.subtask1:write_subtask1_model",
     "ab/stack": "mirflow.pipelines.acousticbrainz_genre.stacking:write_stacked_model",
-    "ab/evaluate": "mirflow.pipelines.acousticbrainz_genre.stacking:write_source_evaluation",
+    "ab/evaluate": "mirflow.pipelines.acousticbrainz_genre.evaluate:write_source_evaluation",
     "msd/extract": "mirflow.pipelines.msd_hotness.extract:write_song_shard",
     "msd/clean": "mirflow.pipelines.msd_hotness.extract:write_clean_shard",
-    "msd/design": "mirflow.pipelines.msd_hotness.extract:write_design",
-    "msd/train": "mirflow.pipelines.msd_hotness.regression:write_fit",
-    "msd/evaluate": "mirflow.pipelines.msd_hotness.regression:write_evaluation",
+    "msd/design": "mirflow.pipelines.msd_hotness.design:write_design",
+    "msd/train": "mirflow.pipelines.msd_hotness.linear:write_fit",
+    "msd/evaluate": "mirflow.pipelines.msd_hotness.evaluate:write_evaluation",
+    "gtzan/fold-split": "mirflow.stages.splits:write_fold_split",
+    "cnn/images": "mirflow.pipelines.cnn_benchmark.images:write_images",
+    "cnn/normalise": "mirflow.pipelines.cnn_benchmark.images:write_normalisation",
+    "cnn/train": "mirflow.pipelines.cnn_benchmark.benchmark:write_benchmark",
     "kkbox/consolidate": "mirflow.pipelines.kkbox_relisten.relisten:write_consolidated",
     "kkbox/split": "mirflow.pipelines.kkbox_relisten.relisten:write_split",
     "kkbox/transform": "mirflow.pipelines.kkbox_relisten.relisten:write_transform",
@@ -45,8 +49,10 @@ STAGES = {
     "kkbox/train-lightgbm": "mirflow.pipelines.kkbox_relisten.relisten:write_lightgbm",
     "kkbox/evaluate": "mirflow.pipelines.kkbox_relisten.evaluate:write_evaluation",
 }
-EXTRACTION = {"gtzan/extract", "ab/extract", "msd/extract", "msd/clean", "msd/design", "kkbox/consolidate", "kkbox/transform"}
-TRAINING = {"gtzan/train", "ab/train", "ab/stack", "kkbox/train"}
+EXTRACTION = {"cnn/images", "cnn/normalise", "gtzan/extract", "ab/extract", "msd/extract", "msd/clean", "msd/design", "kkbox/consolidate", "kkbox/transform"}
+TRAINING = {"gtzan/train", "ab/train", "ab/stack", "kkbox/train", "cnn/train"}
+# The stages that build a network: MODELS is one registry, so editing any model re-keys them all.
+MODEL_USERS = {"gtzan/train", "gtzan/evaluate", "ab/train", "ab/stack", "kkbox/train", "kkbox/evaluate", "cnn/train"}
 
 # (file, text in it, replacement) -> the stages whose code reaches the edit: their keys must
 # change, all others must not (stages downstream of them re-key through their inputs, the
@@ -59,10 +65,10 @@ MUTATIONS = {
         {"ab/extract", "ab/scale", "ab/train"}),
     "a class reached only through the MODELS registry": (
         "models/cnn.py", "        super().__init__()\n", "        super().__init__()\n        self.edited = True\n",
-        {"gtzan/train", "gtzan/evaluate", "ab/train", "ab/stack", "kkbox/train", "kkbox/evaluate"}),
+        MODEL_USERS),
     "a default argument of a model": (
         "models/mlp.py", "dropout: float = 0.2,", "dropout: float = 0.25,",
-        {"gtzan/train", "gtzan/evaluate", "ab/train", "ab/stack", "kkbox/train", "kkbox/evaluate"}),
+        MODEL_USERS),
     "a helper two calls deep": (
         "pipelines/gtzan/features.py", "    if y.ndim != 1 or y.size == 0", "    if y.ndim != 1 or y.size < 2",
         {"gtzan/extract"}),
@@ -72,8 +78,10 @@ MUTATIONS = {
         "datasets/msd.py", '"year": ("musicbrainz", "year"),', '"year": ("musicbrainz", "int"),', {"msd/extract"}),
     "the continent polygons": (
         "pipelines/msd_hotness/geo.py", "(-76.5, 11.0)", "(-76.5, 11.5)", {"msd/clean"}),
+    "a zoo model the benchmark trains in a subprocess": (
+        "models/resnet.py", "class CifarResNet20(", "class CifarResNet20(  # edited\n", MODEL_USERS),
     "training code": (
-        "stages/training.py", "    model.train()\n", "    model.train(True)\n", {"gtzan/train", "gtzan/evaluate", "ab/train", "ab/stack", "kkbox/train", "kkbox/evaluate"}),
+        "stages/training.py", "    model.train()\n", "    model.train(True)\n", MODEL_USERS),
 }
 
 

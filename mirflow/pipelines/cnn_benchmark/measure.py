@@ -27,6 +27,8 @@ RESULT = "result.json"
 
 def in_fresh_process(job: dict, folder: Path) -> dict:
     """Run ``job`` (JSON-able; "mode" train or infer) in a new interpreter; its result dict."""
+    if job["mode"] not in JOBS:
+        raise MirflowError(f"unknown measurement {job['mode']!r}; choose one of {sorted(JOBS)}")
     job_path, result_path = folder / f"{job['mode']}_job.json", folder / f"{job['mode']}_{RESULT}"
     job_path.write_text(json.dumps({**job, "result": str(result_path)}))
     done = subprocess.run([sys.executable, "-m", __name__, str(job_path)], capture_output=True, text=True)
@@ -137,7 +139,11 @@ def infer(job: dict) -> dict:
             "infer_batch_rows": rows}
 
 
+# What a fresh process runs, by mode; named here (and checked in in_fresh_process) so the
+# stage's cache key follows the code the subprocess runs: the models, training, inference.
+JOBS = {"train": train, "infer": infer}
+
 if __name__ == "__main__":
     job = json.loads(Path(sys.argv[1]).read_text())
-    outcome = (train if job["mode"] == "train" else infer)(job)
+    outcome = JOBS[job["mode"]](job)
     Path(job["result"]).write_text(json.dumps(outcome))
