@@ -47,5 +47,5 @@ def test_costs_and_accuracy_are_measured(finished):
 
 
 def test_checkpoint_rebuilds_the_model_alone(finished):
-    model, spec = finished.model("resnet20")
-    assert spec == {"name": "resnet20", "n_classes": 20, "in_channels": 3}
+    model, _ = finished.model("resnet20")
+    assert model.spec == {"name": "resnet20", "n_classes": 20, "in_channels": 3}
