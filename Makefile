@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 
 install: $(STAMP)
 
+# The demo's training budget: 15 epochs keep it near 2 minutes on 2 cores (the default, 30,
+# is for real data sets); its MLP still lands at ~0.6 test accuracy on the generated set.
 demo: $(STAMP)
-	$(VENV)/bin/mirflow run gtzan
+	$(VENV)/bin/mirflow run gtzan --max-epochs 15
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not heavy"
