@@ -191,3 +191,33 @@ def re_escape(text: str) -> str:
     import re
 
     return re.escape(text)
+
+
+def test_report_loss_leaves_lr_1e_1_stuck_at_chance_while_1e_2_learns(stages):
+    """Report 002's network with its sigmoid + BCELoss and Adam: at lr 1e-1 the first
+    steps saturate the output, no gradient comes back and validation AUC stays at chance
+    (the training loss does not decrease), at 1e-2 it learns; the stable logits loss
+    (the code before) recovers from 1e-1: the report's loss is why it fails."""
+    from sklearn.metrics import roc_auc_score
+
+    from mirflow.pipelines.kkbox_relisten.evaluate import Model
+    from mirflow.pipelines.kkbox_relisten.params import KkboxRelistenParams
+
+    store, _, split, encoded = stages
+    validation = relisten.read_split(store, split).query("split == 'validation'")["row_id"]
+    table = store.read_parquet(encoded, "table.parquet").to_pandas().set_index("row_id").loc[validation]
+    cardinalities = relisten.read_transform(store, encoded).cardinalities
+    network = KkboxRelistenParams.model_fields  # the report's architecture: the flow's defaults
+
+    def train(lr: float, loss: str) -> tuple[float, list[float]]:
+        config = {"lr": lr, "loss": loss, "seed": 0, "embedding_dim": network["embedding_dim"].default,
+                  "hidden": list(network["hidden"].default), "batch_size": 400, "max_epochs": 6, "patience": 6,
+                  "min_delta": 0.0, "plateau_patience": 3, "plateau_factor": 0.1}
+        ref = ArtifactRef("train", f"{loss}-{lr:g}")
+        materialize(store, ref, {}, relisten.write_network, (store, encoded, split, config))
+        model = Model("network", store.read_bytes(ref, "model.pt"), cardinalities)
+        return roc_auc_score(table["target"], model.predict(table)), [r["train_loss"] for r in store.read_json(ref, relisten.HISTORY)]
+
+    (stuck, stuck_loss), (learns, _), (stable, _) = train(1e-1, "sigmoid"), train(1e-2, "sigmoid"), train(1e-1, "logits")
+    assert abs(stuck - 0.5) < 0.02 and min(stuck_loss[1:]) >= stuck_loss[0], (stuck, stuck_loss)
+    assert learns > 0.55 and stable > 0.55, (learns, stable)

@@ -162,7 +162,7 @@ def write_network(writer: ArtifactWriter, store: ArtifactStore, encoded: Artifac
         lr=config["lr"], weight_decay=0.0, batch_size=config["batch_size"], max_epochs=config["max_epochs"],
         patience=config["patience"], min_delta=config["min_delta"], scheduler="plateau",
         plateau_factor=config["plateau_factor"], plateau_patience=config["plateau_patience"],
-        seed=config["seed"], task="binary", device="cpu",
+        seed=config["seed"], task="binary", device="cpu", binary_loss=config["loss"],
     )
     label = f"train[network lr={config['lr']:g}]"
     history: list[dict] = []
