@@ -42,7 +42,7 @@ def join_coverage(rows: pd.DataFrame, sides: Mapping[str, pd.DataFrame]) -> dict
     """Per side table: rows whose key it holds, of all rows."""
     coverage = {}
     for name, key in SIDE_KEYS.items():
-        matched = int(rows[key].isin(set(sides[name][key].dropna())).sum())
+        matched = int(rows[key].isin(sides[name][key].dropna()).sum())
         coverage[name] = {"matched": matched, "rows": len(rows), "share": matched / max(len(rows), 1)}
     return coverage
 
