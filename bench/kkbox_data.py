@@ -8,6 +8,7 @@ drawn with a long tail (a few songs most played), as listens are.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
-from bench.common import DATA
+from bench.common import DATA, fresh_store
 
 REAL = {"train": 7_377_418, "songs": 2_296_320, "members": 34_403}
 _ALPHABET = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", np.uint8)
@@ -109,3 +110,29 @@ def kkbox_data(scale: float) -> Path:
     sizes = generate(folder, scale)
     marker.write_text(json.dumps({"scale": scale, "rows": sizes}))
     return folder
+
+
+@functools.cache
+def trained_run() -> dict:
+    """A kkbox_relisten run on the generated demo set (20,000 train rows, the flow's
+    default), the network at lr 1e-2 only: what the serving and scoring benchmarks load.
+    Cached per process; needs a Prefect server (run_all starts one)."""
+    from flows.kkbox_relisten import kkbox_relisten
+    from mirflow.datasets import kkbox
+    from mirflow.pipelines.kkbox_relisten.params import KkboxRelistenParams
+
+    folder = DATA / "kkbox-demo"
+    if not (folder / "test.csv").is_file():
+        kkbox.synthesize(folder, 20_000, seed=0)
+    params = KkboxRelistenParams(data_dir=str(folder), store=str(fresh_store("kkbox-run")), n_workers=1, models=["network"],
+                                 lrs=[1e-2], max_epochs=10)
+    return {**kkbox_relisten(params=params), "tables": str(folder)}
+
+
+def raw_rows(tables: Path, n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """``n`` rows of the test layout (``id`` + the request fields) drawn from the set's
+    own test.csv (users and songs it knows, some it does not), column-wise."""
+    test = pcsv.read_csv(tables / "test.csv", convert_options=pcsv.ConvertOptions(strings_can_be_null=False)).to_pandas()
+    pick = np.random.default_rng(seed).integers(0, len(test), n)
+    fields = ("msno", "song_id", "source_system_tab", "source_screen_name", "source_type")
+    return {"id": np.arange(n), **{f: test[f].astype(str).to_numpy()[pick] for f in fields}}

@@ -18,7 +18,8 @@ import tempfile
 import time
 import warnings
 
-BENCHMARKS = ("features", "workers", "overhead", "rerun", "memory", "msd_etl", "acousticbrainz_etl", "kkbox_scale")
+BENCHMARKS = ("features", "workers", "overhead", "rerun", "memory", "msd_etl", "acousticbrainz_etl", "kkbox_scale", "kkbox_serving",
+              "kkbox_scoring")
 
 
 def _quiet() -> None:
