@@ -22,6 +22,7 @@ from bench.kkbox_data import kkbox_data
 
 MAX_PEAK_GIB = 8.0
 MAX_TIME_RATIO = 1.2
+NEEDS_PREFECT = False  # stage functions only: no flow run
 
 
 def data_sets(quick: bool) -> list:
