@@ -27,7 +27,7 @@ def data_sets(quick: bool) -> list:
 
 
 def _sizes(quick: bool) -> tuple[int, ...]:
-    return (20_000, 500_000) if quick else (100_000, 2_500_000)
+    return (100_000, 500_000) if quick else (100_000, 2_500_000)  # the smallest: one whole chunk
 
 
 def _input(tables: Path, rows: int) -> Path:
