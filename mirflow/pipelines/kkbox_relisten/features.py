@@ -80,8 +80,8 @@ class _Parts:
         rows = np.repeat(np.arange(len(lists)), lengths)
         values = pc.cast(pc.list_flatten(lists), pa.string())
         keep = pc.fill_null(pc.greater(pc.utf8_length(values), 0), False)
-        return cls(rows[keep.to_numpy(zero_copy_only=False)], values.filter(keep),
-                   np.bincount(rows[keep.to_numpy(zero_copy_only=False)], minlength=len(lists)))
+        rows = rows[keep.to_numpy(zero_copy_only=False)]
+        return cls(rows, values.filter(keep), np.bincount(rows, minlength=len(lists)))
 
     def nth(self, n: int) -> pa.Array:
         """Each row's part ``n`` (0-based), null where it has fewer."""
