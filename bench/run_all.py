@@ -11,6 +11,7 @@ imported) at import time beyond the standard library.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -18,7 +19,8 @@ import tempfile
 import time
 import warnings
 
-BENCHMARKS = ("features", "workers", "overhead", "rerun", "memory", "msd_etl", "acousticbrainz_etl")
+BENCHMARKS = ("features", "workers", "overhead", "rerun", "memory", "msd_etl", "acousticbrainz_etl", "kkbox_scale", "kkbox_serving",
+              "kkbox_scoring")
 
 
 def _quiet() -> None:
@@ -47,10 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"mirflow benchmarks ({'quick' if args.quick else 'full'}), load {common.load_average()}", flush=True)
     common.prepare_data(args.quick, args.only)
     sections = []
-    with common.prefect_server():
-        for name in args.only:
+    modules = {name: importlib.import_module(f"bench.{name}") for name in args.only}
+    # Only flow runs need a Prefect server; starting one on a loaded machine can take minutes.
+    needs_server = any(getattr(module, "NEEDS_PREFECT", True) for module in modules.values())
+    with common.prefect_server() if needs_server else contextlib.nullcontext():
+        for name, module in modules.items():
             print(f"- {name} …", flush=True)
-            module = importlib.import_module(f"bench.{name}")
             with common.timed(wait=False) as record:
                 result = module.run(args.quick)
             result.update(record, quick=args.quick, machine=machine, finished=time.strftime("%Y-%m-%d %H:%M:%S"))

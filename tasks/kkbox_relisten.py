@@ -56,7 +56,7 @@ def train_network(ctx: RunContext, encoded: ArtifactRef, split: ArtifactRef, lr:
     config = {
         "lr": lr, "seed": p.seed, "embedding_dim": p.embedding_dim, "hidden": list(p.hidden), "batch_size": p.batch_size,
         "max_epochs": p.max_epochs, "patience": p.patience, "min_delta": p.min_delta,
-        "plateau_patience": p.plateau_patience, "plateau_factor": p.plateau_factor,
+        "plateau_patience": p.plateau_patience, "plateau_factor": p.plateau_factor, "loss": p.loss,
     }
     inputs = {"encoded": encoded.key, "split": split.key}
     return run_stage(ctx, "train", relisten.write_network, config, inputs, (ctx.store, encoded, split, config),

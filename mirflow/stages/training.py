@@ -42,6 +42,7 @@ METRIC_NAMES = {"multiclass": "accuracy", "binary": "accuracy", "multilabel": "m
                 "regression": "rmse"}
 SCHEDULERS = ("plateau", "cosine", "step", "none")
 OPTIMIZERS = ("adam", "sgd")
+BINARY_LOSSES = ("logits", "sigmoid")
 MODEL = "model.pt"  # a trained model's file name in its artifact
 
 Inputs = torch.Tensor | tuple[torch.Tensor, ...]
@@ -134,9 +135,14 @@ class TrainConfig:
     device: str = "auto"  # "auto": cuda when available, else cpu
     num_threads: int | None = 1
     augment: Augment | None = None
+    # binary: "logits" is BCEWithLogitsLoss; "sigmoid" is nn.Sigmoid then nn.BCELoss in
+    # float32, as report 002 trains: a logit past ~17 makes the probability exactly 0 or
+    # 1, where BCELoss clamps the log at -100 and passes no gradient, so a too-large
+    # learning rate gets stuck there (the report's lr 1e-1) instead of recovering.
+    binary_loss: str = "logits"
 
     def __post_init__(self):
-        choices = {"task": TASKS, "scheduler": SCHEDULERS, "optimizer": OPTIMIZERS}
+        choices = {"task": TASKS, "scheduler": SCHEDULERS, "optimizer": OPTIMIZERS, "binary_loss": BINARY_LOSSES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"TrainConfig.{name}={getattr(self, name)!r}; choose one of {allowed}")
@@ -224,9 +230,18 @@ def _align(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return scores
 
 
-def _loss_function(task: str) -> nn.Module:
+class _SigmoidBCELoss(nn.Module):
+    """BCELoss of the sigmoid of logits (``TrainConfig.binary_loss="sigmoid"``)."""
+
+    def forward(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy(torch.sigmoid(scores), target)
+
+
+def _loss_function(task: str, binary_loss: str = "logits") -> nn.Module:
     if task == "multiclass":
         return nn.CrossEntropyLoss()
+    if task == "binary" and binary_loss == "sigmoid":
+        return _SigmoidBCELoss()
     return nn.MSELoss() if task == "regression" else nn.BCEWithLogitsLoss()
 
 
@@ -380,7 +395,7 @@ def train_model(
     device = resolve_device(config.device)
     if checkpoint_path is not None and getattr(model, "spec", None) is None:
         raise ConfigError("checkpoint_path needs a model with a .spec (build it with mirflow.models)")
-    loss_function, rss = _loss_function(config.task), _PeakRss()
+    loss_function, rss = _loss_function(config.task, config.binary_loss), _PeakRss()
     history: list[dict] = []
     best_loss, best_epoch, best_state = math.inf, 0, None
     with _reproducible(config, device):

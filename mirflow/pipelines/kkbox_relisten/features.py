@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from mirflow.core.errors import DataError
 from mirflow.stages import scaling
@@ -40,7 +42,7 @@ def join_coverage(rows: pd.DataFrame, sides: Mapping[str, pd.DataFrame]) -> dict
     """Per side table: rows whose key it holds, of all rows."""
     coverage = {}
     for name, key in SIDE_KEYS.items():
-        matched = int(rows[key].isin(set(sides[name][key].dropna())).sum())
+        matched = int(rows[key].isin(sides[name][key].dropna()).sum())
         coverage[name] = {"matched": matched, "rows": len(rows), "share": matched / max(len(rows), 1)}
     return coverage
 
@@ -53,57 +55,100 @@ def check_coverage(coverage: dict[str, dict], minimum: float, source: str) -> No
                         "are these tables from the same data set?")
 
 
-def _parts(values: pd.Series) -> pd.Series:
-    """Each row's list of parts (the reader's split of ``a|b``); a missing field gives []."""
-    return pd.Series([[str(p) for p in v if str(p)] if isinstance(v, (list, np.ndarray)) else [] for v in values],
-                     index=values.index, dtype=object)
+def _arrow(values: pd.Series) -> pa.Array:
+    """A column as one Arrow array: zero-copy for an Arrow-backed column, one C-level
+    conversion otherwise (e.g. a pandas merge's numpy arrays of parts)."""
+    array = pa.array(values, from_pandas=True)
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
-def _nth(parts: pd.Series, n: int) -> pd.Series:
-    return parts.map(lambda p: p[n] if len(p) > n else MISSING)
+@dataclass(frozen=True)
+class _Parts:
+    """Each row's non-empty parts of a pipe-separated field (the reader splits them; a
+    missing field has none), flat: part ``i`` is ``values[i]`` of row ``rows[i]``."""
+
+    rows: np.ndarray
+    values: pa.Array
+    counts: np.ndarray  # parts per row
+
+    @classmethod
+    def of(cls, column: pd.Series) -> _Parts:
+        lists = _arrow(column)
+        if pa.types.is_null(lists.type):  # no row has the field (e.g. no song joined)
+            lists = pa.nulls(len(lists), pa.list_(pa.string()))
+        lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy()
+        rows = np.repeat(np.arange(len(lists)), lengths)
+        values = pc.cast(pc.list_flatten(lists), pa.string())
+        keep = pc.fill_null(pc.greater(pc.utf8_length(values), 0), False)
+        rows = rows[keep.to_numpy(zero_copy_only=False)]
+        return cls(rows, values.filter(keep), np.bincount(rows, minlength=len(lists)))
+
+    def nth(self, n: int) -> pa.Array:
+        """Each row's part ``n`` (0-based), null where it has fewer."""
+        starts = np.cumsum(self.counts) - self.counts
+        return self.values.take(pa.array(starts + n, mask=self.counts <= n))
+
+    def contains(self, wanted: pa.Array) -> np.ndarray:
+        """Per row: whether ``wanted[row]`` (null: never) is one of its parts."""
+        equal = pc.fill_null(pc.equal(self.values, wanted.take(pa.array(self.rows, pa.int64()))), False)
+        return np.bincount(self.rows[equal.to_numpy(zero_copy_only=False)], minlength=len(self.counts)) > 0
 
 
-def _text(values: pd.Series) -> pd.Series:
-    """A categorical field as strings, missing or empty as ``MISSING``; a numeric field
-    (nullable after a missed join) as its integer's digits."""
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        values = values.astype("Int64")
-    text = values.astype("string")
-    return text.mask(text.isna() | (text == ""), MISSING).astype(object)
+def _category(text: pa.Array) -> pd.Categorical:
+    """Strings as a pandas categorical, missing or empty as ``MISSING`` (categories are
+    few beside the rows: memory stays small at millions of rows)."""
+    text = pc.if_else(pc.fill_null(pc.equal(text, ""), True), MISSING, text)
+    encoded = text.dictionary_encode()
+    return pd.Categorical.from_codes(encoded.indices.to_numpy(), encoded.dictionary.to_pylist())
 
 
-def _isrc_year(isrc: pd.Series) -> pd.Series:
-    """ISRC characters 6-7 are the reference year, two digits: 00-17 are 20xx (the data end in 2017)."""
-    year = pd.to_numeric(isrc.str.slice(5, 7), errors="coerce")
-    return year.where(year > 17, year + 100) + 1900
+def _text(values: pd.Series) -> pd.Categorical:
+    """A categorical field as strings; a numeric one (nullable after a missed join) as
+    its integer's digits."""
+    array = _arrow(values)
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    if pa.types.is_floating(array.type) or pa.types.is_integer(array.type):
+        array = pc.cast(array, pa.int64())
+    return _category(pc.cast(array, pa.string()))
+
+
+def _isrc_year(isrc: pa.Array) -> np.ndarray:
+    """ISRC characters 6-7 are the reference year, two digits: 00-17 are 20xx (the data
+    end in 2017). Parsed once per distinct pair of characters."""
+    pairs = pc.utf8_slice_codeunits(isrc, 5, 7).dictionary_encode()
+    year = pd.to_numeric(pd.Series(pairs.dictionary.to_pylist(), dtype=object), errors="coerce").astype(float)
+    year = year.where(year > 17, year + 100) + 1900
+    return pa.array(year.to_numpy(), from_pandas=True).take(pairs.indices).to_numpy(zero_copy_only=False)
 
 
 def derive(joined: pd.DataFrame) -> pd.DataFrame:
     """The report's fields (its transform.py), one row per joined row: first two genres
     and artists with a "more" flag, artist-is-composer/lyricist, ISRC country and year,
     membership length in days, age with impossible values missing. Categorical columns
-    are strings (``MISSING`` when absent), numeric ones float64 (NaN when absent)."""
-    genres, artists = _parts(joined["genre_ids"]), _parts(joined["artist_name"])
-    composers, lyricists = _parts(joined["composer"]), _parts(joined["lyricist"])
-    first_artist = artists.map(lambda p: p[0] if p else None)
-    isrc = joined["isrc"].astype("string")
+    are pandas categoricals of strings (``MISSING`` when absent), numeric ones float64
+    (NaN when absent). Column operations only (Arrow kernels): no per-row Python."""
+    genres, artists = _Parts.of(joined["genre_ids"]), _Parts.of(joined["artist_name"])
+    composers, lyricists = _Parts.of(joined["composer"]), _Parts.of(joined["lyricist"])
+    first_artist = artists.nth(0)
+    isrc = pc.cast(_arrow(joined["isrc"]), pa.string())
     bd = pd.to_numeric(joined["bd"], errors="coerce").astype(float)
     membership = (pd.to_datetime(joined["expiration_date"]) - pd.to_datetime(joined["registration_init_time"])).dt.days
     out = pd.DataFrame({f: _text(joined[f]) for f in ROW_FIELDS}, index=joined.index)
-    out["genre1"], out["genre2"] = _nth(genres, 0), _nth(genres, 1)
-    out["artist1"], out["artist2"] = _nth(artists, 0), _nth(artists, 1)
-    out["composer1"], out["lyricist1"] = _nth(composers, 0), _nth(lyricists, 0)
+    out["genre1"], out["genre2"] = _category(genres.nth(0)), _category(genres.nth(1))
+    out["artist1"], out["artist2"] = _category(first_artist), _category(artists.nth(1))
+    out["composer1"], out["lyricist1"] = _category(composers.nth(0)), _category(lyricists.nth(0))
     for field in ("language", "city", "gender", "registered_via"):
         out[field] = _text(joined[field])
-    out["isrc_country"] = _text(isrc.str.slice(0, 2))
+    out["isrc_country"] = _category(pc.utf8_slice_codeunits(isrc, 0, 2))
     out["song_length"] = pd.to_numeric(joined["song_length"], errors="coerce").astype(float)
-    out["isrc_year"] = _isrc_year(isrc).astype(float)
-    out["membership_days"] = membership.astype(float)
-    out["age"] = bd.where(bd.between(*AGE_RANGE))
-    out["genre_more"] = (genres.map(len) > 2).astype(float)
-    out["artist_more"] = (artists.map(len) > 2).astype(float)
-    out["artist_is_composer"] = [float(a is not None and a in c) for a, c in zip(first_artist, composers)]
-    out["artist_is_lyricist"] = [float(a is not None and a in c) for a, c in zip(first_artist, lyricists)]
+    out["isrc_year"] = _isrc_year(isrc)
+    out["membership_days"] = membership.astype(float).to_numpy()
+    out["age"] = bd.where(bd.between(*AGE_RANGE)).to_numpy()
+    out["genre_more"] = (genres.counts > 2).astype(float)
+    out["artist_more"] = (artists.counts > 2).astype(float)
+    out["artist_is_composer"] = composers.contains(first_artist).astype(float)
+    out["artist_is_lyricist"] = lyricists.contains(first_artist).astype(float)
     return out
 
 
@@ -130,10 +175,13 @@ class Transform:
 
     def codes(self, derived: pd.DataFrame) -> np.ndarray:
         """(rows, fields) int64 codes; a value outside the vocabulary is ``UNKNOWN``."""
-        columns = [
-            pd.Index(self.vocabularies[f]).get_indexer(derived[f].to_numpy()) + 1 for f in CATEGORICAL
-        ]  # get_indexer gives -1 for unseen values: + 1 makes that UNKNOWN
-        return np.stack(columns, axis=1).astype(np.int64) if columns else np.empty((len(derived), 0), np.int64)
+        codes = np.empty((len(derived), len(CATEGORICAL)), np.int64)
+        for i, field in enumerate(CATEGORICAL):
+            values = derived[field].astype("category").array  # looked up once per distinct value
+            # get_indexer gives -1 for unseen values: + 1 makes that UNKNOWN (as is a missing value's code -1)
+            lookup = np.append(pd.Index(self.vocabularies[field]).get_indexer(values.categories.astype(str)) + 1, UNKNOWN)
+            codes[:, i] = lookup[values.codes]
+        return codes
 
     def numbers(self, derived: pd.DataFrame) -> np.ndarray:
         """(rows, numeric fields) float32: missing filled with training means, then scaled."""

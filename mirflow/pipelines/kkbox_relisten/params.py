@@ -39,6 +39,9 @@ class KkboxRelistenParams(RunParams, SplitParams):
     max_epochs: int = Field(100, ge=1, le=10_000)
     patience: int = Field(10, ge=1, description="Early stopping: epochs without a validation-loss improvement of at least min_delta.")
     min_delta: float = Field(0.01, ge=0.0, description="Smallest validation-loss decrease that counts as an improvement.")
+    loss: Literal["sigmoid", "logits"] = Field(
+        "sigmoid", description="sigmoid: the report's nn.Sigmoid + nn.BCELoss (saturates: why its lr 1e-1 gets stuck); "
+        "logits: BCEWithLogitsLoss (numerically stable).")
     plateau_patience: int = Field(3, ge=0, description="ReduceLROnPlateau patience (epochs).")
     plateau_factor: float = Field(0.1, gt=0.0, lt=1.0, description="ReduceLROnPlateau factor.")
     lgbm_rounds: int = Field(300, ge=1, le=100_000, description="LightGBM boosting rounds (early stopping on validation after 20 without gain).")

@@ -16,7 +16,7 @@ from mirflow.datasets import kkbox
 from mirflow.pipelines.kkbox_relisten import features as kf
 from mirflow.stages import leakage
 from mirflow.stages.featuresets import TABLE, FeatureBatchSource, FeatureSet
-from mirflow.stages.splits import SPLITS, split_train_val_test, validate_split
+from mirflow.stages.splits import SPLIT_DTYPE, SPLITS, split_train_val_test, validate_split
 
 JOINED = "joined.parquet"
 SPLIT = "split.parquet"
@@ -30,8 +30,14 @@ NUMBER_COLUMNS = [f"num_{f}" for f in kf.NUMERIC]
 
 # -- consolidate -------------------------------------------------------------------
 def read_sides(folder: str | Path) -> dict[str, pd.DataFrame]:
-    """songs, song_extra_info and members, each keeping the first row of a repeated key."""
-    return {name: kkbox.read_file(Path(folder) / f"{name}.csv").drop_duplicates(key) for name, key in kf.SIDE_KEYS.items()}
+    """songs, song_extra_info and members, each keeping the first row of a repeated key;
+    list columns Arrow-backed, so a join takes them without a Python object per row."""
+    sides = {name: kkbox.read_file(Path(folder) / f"{name}.csv").drop_duplicates(key) for name, key in kf.SIDE_KEYS.items()}
+    for name, frame in sides.items():
+        for column in frame.columns[frame.dtypes == object]:
+            lists = pa.array(frame[column], type=pa.list_(pa.string()), from_pandas=True)
+            frame[column] = pd.Series(pd.arrays.ArrowExtensionArray(lists), index=frame.index)
+    return sides
 
 
 def write_consolidated(writer: ArtifactWriter, data_dir: str, min_join_coverage: float) -> dict:
@@ -42,7 +48,10 @@ def write_consolidated(writer: ArtifactWriter, data_dir: str, min_join_coverage:
     coverage = kf.join_coverage(train, sides)
     kf.check_coverage(coverage, min_join_coverage, data_dir)
     joined = kf.join(train.assign(row_id=np.arange(len(train), dtype=np.int64)), sides)
-    writer.write_parquet(JOINED, pa.Table.from_pandas(joined, preserve_index=False), row_group_size=ROW_GROUP)
+    # Without pandas' metadata: it names the Arrow-backed list columns' dtype in a form
+    # pyarrow cannot read back; the Arrow types alone give the same columns.
+    table = pa.Table.from_pandas(joined, preserve_index=False).replace_schema_metadata()
+    writer.write_parquet(JOINED, table, row_group_size=ROW_GROUP)
     return {"rows": len(joined), "coverage": coverage, "positive_rate": float(train["target"].mean()) if len(train) else None}
 
 
@@ -63,8 +72,8 @@ def write_split(writer: ArtifactWriter, store: ArtifactStore, joined: ArtifactRe
     train = (split == "train").to_numpy()
     table = pd.DataFrame({
         "row_id": rows["row_id"].to_numpy(), "split": split.astype(str).to_numpy(),
-        "new_user": ~rows["msno"].isin(set(rows["msno"][train])).to_numpy(),
-        "new_song": ~rows["song_id"].isin(set(rows["song_id"][train])).to_numpy(),
+        "new_user": ~rows["msno"].isin(rows["msno"][train].unique()).to_numpy(),
+        "new_song": ~rows["song_id"].isin(rows["song_id"][train].unique()).to_numpy(),
     })
     writer.write_parquet(SPLIT, pa.Table.from_pandas(table, preserve_index=False))
     summary = {"strategy": strategy, "rows": {s: int((table["split"] == s).sum()) for s in SPLITS}}
@@ -79,17 +88,24 @@ def write_split(writer: ArtifactWriter, store: ArtifactStore, joined: ArtifactRe
 
 
 def read_split(store: ArtifactStore, ref: ArtifactRef) -> pd.DataFrame:
-    return store.read_parquet(ref, SPLIT).to_pandas()
+    """row_id, split (categorical: checking millions of rows needs no per-row look-up), new_user, new_song."""
+    table = store.read_parquet(ref, SPLIT).to_pandas()
+    return table.assign(split=table["split"].astype(SPLIT_DTYPE))
 
 
 # -- transform -------------------------------------------------------------------------
+def _arrow_lists(arrow_type: pa.DataType) -> pd.ArrowDtype | None:
+    """List columns stay Arrow-backed (not a numpy array per row)."""
+    return pd.ArrowDtype(arrow_type) if pa.types.is_list(arrow_type) else None
+
+
 def _derived_with_split(store: ArtifactStore, joined: ArtifactRef, split_ref: ArtifactRef) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame]:
-    table = store.read_parquet(joined, JOINED).to_pandas()
+    table = store.read_parquet(joined, JOINED).to_pandas(types_mapper=_arrow_lists)
     split = read_split(store, split_ref).set_index("row_id")["split"].reindex(table["row_id"])
     derived = kf.derive(table)
     derived.index = table["row_id"].to_numpy()
     split.index = derived.index
-    return derived, validate_split(split), table
+    return derived, validate_split(split), table[["row_id", "target"]]  # the joined columns are no longer needed
 
 
 def encode(transform: kf.Transform, derived: pd.DataFrame) -> pd.DataFrame:
@@ -162,7 +178,7 @@ def write_network(writer: ArtifactWriter, store: ArtifactStore, encoded: Artifac
         lr=config["lr"], weight_decay=0.0, batch_size=config["batch_size"], max_epochs=config["max_epochs"],
         patience=config["patience"], min_delta=config["min_delta"], scheduler="plateau",
         plateau_factor=config["plateau_factor"], plateau_patience=config["plateau_patience"],
-        seed=config["seed"], task="binary", device="cpu",
+        seed=config["seed"], task="binary", device="cpu", binary_loss=config["loss"],
     )
     label = f"train[network lr={config['lr']:g}]"
     history: list[dict] = []
