@@ -18,7 +18,7 @@ from mirflow.pipelines.acousticbrainz_genre.params import AcousticBrainzParams
 from mirflow.runs import Run
 
 SYSTEMS = ("subtask1", "subtask2-crossfit", "subtask2-crossfit_scores", "subtask2-insample", "random")
-SETTINGS = dict(shard_size=100, folds=2, max_epochs=10, patience=3, batch_size=32, hidden=32)
+SETTINGS = dict(shard_size=100, folds=2, max_epochs=4, patience=3, batch_size=8, hidden=32, lr=3e-3)
 CLUSTER: dict[str, str] = {}  # dask_address: the session's Dask cluster, for every run of this module
 
 
