@@ -23,12 +23,18 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/mirflow run gtzan --max-epochs 15
 
-test: $(STAMP)
-	$(PY) -m pytest -q -m "not heavy"
-	$(PY) -m pytest -q -m heavy || [ $$? -eq 5 ]  # 5: no heavy test collected
+# Each group prints its slowest tests and its time (budget, issue 12: fast < 6 min, all < 20 min on 2 cores).
+timed = start=$$(date +%s); $(2); code=$$?; echo "$(1) group: $$(( $$(date +%s) - start )) s"; exit $$code
+
+test: $(STAMP)  # the groups one after the other, also under make -j
+	@$(MAKE) --no-print-directory test-fast
+	@$(MAKE) --no-print-directory test-heavy
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not heavy"
+	@$(call timed,fast,$(PY) -m pytest -q -m "not heavy" --durations=15)
+
+test-heavy: $(STAMP)
+	@$(call timed,heavy,$(PY) -m pytest -q -m heavy --durations=15 || [ $$? -eq 5 ])  # 5: no heavy test collected
 
 bench: $(STAMP)
 	$(PY) -m bench.run_all

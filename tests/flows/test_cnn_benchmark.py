@@ -16,12 +16,12 @@ PNG = b"\x89PNG"
 
 
 @pytest.fixture(scope="module")
-def finished(prefect_server, tmp_path_factory):
+def finished(prefect_server, dask_scheduler, tmp_path_factory):
     root = tmp_path_factory.mktemp("cnn_benchmark")
     cifar100.synthesize(root / "data", 160, seed=2)
-    params = CnnBenchmarkParams(data_dir=str(root / "data"), store=str(root / "store"), n_workers=1, models=["resnet20"],
-                                label="coarse", max_epochs=2, image_size=16, batch_size=32, inference_batches=2,
-                                threads=1)
+    params = CnnBenchmarkParams(data_dir=str(root / "data"), store=str(root / "store"), dask_address=dask_scheduler,
+                                models=["resnet20"], label="coarse", max_epochs=2, image_size=16, batch_size=32,
+                                inference_batches=2, threads=1)
     result = cnn_benchmark(params)
     return Run.open(str(root / "store"), result["run_id"])
 

@@ -16,7 +16,7 @@ from mirflow.datasets import kkbox
 from mirflow.pipelines.kkbox_relisten.params import KkboxRelistenParams
 from mirflow.runs import Run
 
-FAST = dict(n_workers=1, lrs=[1e-1, 1e-2], max_epochs=8, batch_size=256, lgbm_rounds=50)
+FAST = dict(lrs=[1e-1, 1e-2], max_epochs=8, batch_size=256, lgbm_rounds=50)
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,9 @@ def workspace(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def first_run(prefect_server, workspace):
-    return kkbox_relisten(params=KkboxRelistenParams(data_dir=str(workspace / "data"), store=str(workspace / "store"), **FAST))
+def first_run(prefect_server, dask_scheduler, workspace):
+    return kkbox_relisten(params=KkboxRelistenParams(data_dir=str(workspace / "data"), store=str(workspace / "store"),
+                                                     dask_address=dask_scheduler, **FAST))
 
 
 def test_run_folder_holds_models_predictions_figure_and_report(first_run):

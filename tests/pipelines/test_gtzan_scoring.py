@@ -24,7 +24,7 @@ GENRES = ("blues", "classical", "metal")
 
 
 @pytest.fixture(scope="module")
-def segmented_run(prefect_server, tmp_path_factory):
+def segmented_run(prefect_server, dask_scheduler, tmp_path_factory):
     """A tiny run with 1 s segments over 2 s and 3 s clips: 2 or 3 rows per clip, and
     3 CNN windows of 16 frames per row."""
     root = tmp_path_factory.mktemp("scoring")
@@ -32,8 +32,8 @@ def segmented_run(prefect_server, tmp_path_factory):
     for path in paths[::2]:
         y, sr = sf.read(path, dtype="float32")
         sf.write(path, np.concatenate([y, y[: len(y) // 2]]), sr, subtype="PCM_16")
-    params = GtzanParams(data_dir=str(root / "data"), store=str(root / "store"), n_workers=1, shard_size=8, max_epochs=2,
-                         patience=1, cnn_frames=16, segment="1s", fractions=(0.4, 0.3, 0.3))
+    params = GtzanParams(data_dir=str(root / "data"), store=str(root / "store"), dask_address=dask_scheduler, shard_size=8,
+                         max_epochs=2, patience=1, cnn_frames=16, segment="1s", fractions=(0.4, 0.3, 0.3))
     result = gtzan(params=params)
     return Run.open(params.store, result["run_id"]), paths
 
