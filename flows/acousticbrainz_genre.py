@@ -30,7 +30,7 @@ from tasks.acousticbrainz_genre import (
     train_subtask1,
 )
 from tasks.run import finish_run, start_run
-from tasks.shards import collect_shards, plan_input_shards
+from tasks.shards import collect_shards, plan_input_shards, run_shard_tasks
 
 
 @flow(name="acousticbrainz_genre", **flow_options())
@@ -43,8 +43,7 @@ def acousticbrainz_genre(params: AcousticBrainzParams = AcousticBrainzParams(), 
         files = discover_feature_files(ctx, data_dir)
         groundtruth = discover_groundtruth(ctx, data_dir)
         shards = plan_input_shards(ctx, files)
-        extracted = [extract_feature_shard.submit(ctx, shard) for shard in shards]
-        features = collect_shards(ctx, [e.result() for e in extracted], len(files))
+        features = collect_shards(ctx, run_shard_tasks(ctx, extract_feature_shard, [(s,) for s in shards]), len(files))
         targets = build_targets(ctx, groundtruth)
         split = split_recordings(ctx, features, targets)
         prep = fit_preprocessing(ctx, features, split)

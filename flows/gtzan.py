@@ -14,7 +14,7 @@ from mirflow.pipelines.gtzan.params import GtzanParams, segment_seconds
 from tasks.classify import audit_leakage, collect_classification_outputs, evaluate_model, fit_scaler_on_train, train_model
 from tasks.gtzan import choose_gtzan_split, describe_split, discover_gtzan_clips, extract_audio_shard
 from tasks.run import finish_run, start_run
-from tasks.shards import collect_shards, plan_input_shards
+from tasks.shards import collect_shards, plan_input_shards, run_shard_tasks
 from tasks.split import fold_split, split_rows
 
 
@@ -27,10 +27,8 @@ def gtzan(params: GtzanParams = GtzanParams(), explain: bool = False) -> dict:
         clips = discover_gtzan_clips(ctx)
         settings, specs = audio_input_specs(params.sample_rate, params.cnn_frames, segment_seconds(params.segment))
         shards = plan_input_shards(ctx, clips)
-        extracted = [
-            extract_audio_shard.submit(ctx, s, settings, segment_seconds(params.segment), params.min_duration) for s in shards
-        ]
-        features = collect_shards(ctx, [f.result() for f in extracted], len(clips))
+        extract_calls = [(s, settings, segment_seconds(params.segment), params.min_duration) for s in shards]
+        features = collect_shards(ctx, run_shard_tasks(ctx, extract_audio_shard, extract_calls), len(clips))
         choice = choose_gtzan_split(ctx, clips)
         split = split_rows(ctx, features, name=choice.name, listed=choice.listed)
         scaler = fit_scaler_on_train(ctx, features, split, specs["mlp"])

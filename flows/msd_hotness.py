@@ -25,7 +25,7 @@ from tasks.msd_hotness import (
     fit_regressor,
 )
 from tasks.run import finish_run, start_run
-from tasks.shards import collect_shards, plan_input_shards
+from tasks.shards import collect_shards, plan_input_shards, run_shard_tasks
 from tasks.split import fold_split, split_rows
 
 
@@ -37,10 +37,8 @@ def msd_hotness(params: MsdHotnessParams = MsdHotnessParams(), explain: bool = F
     try:
         data_dir, songs = discover_msd_songs(ctx)
         shards = plan_input_shards(ctx, songs, ("extract", "clean"))
-        extracted = [extract_song_shard.submit(ctx, data_dir, shard) for shard in shards]
-        raw = collect_shards(ctx, [e.result() for e in extracted], len(songs))
-        cleaned = [clean_song_shard.submit(ctx, ref, index) for index, ref in enumerate(raw.shards)]
-        clean = collect_clean_songs(ctx, [c.result() for c in cleaned])
+        raw = collect_shards(ctx, run_shard_tasks(ctx, extract_song_shard, [(data_dir, s) for s in shards]), len(songs))
+        clean = collect_clean_songs(ctx, run_shard_tasks(ctx, clean_song_shard, [(ref, i) for i, ref in enumerate(raw.shards)]))
         split = split_rows(ctx, clean, stratify=False)
         building = {variant: build_design.submit(ctx, clean, split, variant) for variant in params.variants}
         designs = {variant: future.result() for variant, future in building.items()}

@@ -8,7 +8,7 @@ import dataclasses
 
 from mirflow import runs
 from mirflow.core.params import TrainParams, subset
-from mirflow.core.store import ArtifactRef
+from mirflow.core.store import MODEL, ArtifactRef
 from mirflow.stages import classification
 from mirflow.stages.featuresets import FeatureSet
 from tasks.common import STAGE_DEFAULTS, UNCACHED, task
@@ -72,8 +72,6 @@ def collect_classification_outputs(
     `mirflow predict` needs (preprocessing and input specs), for the run folder."""
     if ctx.explain:
         return runs.RunOutputs({})
-    from mirflow.stages.training import MODEL  # torch: only once there are models to collect
-
     store = ctx.store
     outputs = runs.RunOutputs({}, failures=features.failures(), extra={"inputs": inputs}, notes=list(notes))
     for evaluation in evaluations:

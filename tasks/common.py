@@ -48,6 +48,11 @@ class StageTask(Task):
     def submit(self, *args: Any, **kwargs: Any) -> Any:
         return _Done(self.fn(*args, **kwargs)) if _PLAIN.get() else super().submit(*args, **kwargs)
 
+    def body(self, *args: Any, **kwargs: Any) -> Any:
+        """The task's own function, run inside the calling task run: its stages count as
+        that run's (``tasks.shards.run_shard_tasks``)."""
+        return self.fn.__wrapped__(*args, **kwargs)
+
 
 class _Done:
     """What ``StageTask.submit`` returns in plain calls: a future already resolved."""

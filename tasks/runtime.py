@@ -45,6 +45,15 @@ class RunContext:
     progress: StageProgress = field(default_factory=lambda: StageProgress())
     code_hashes: dict[Callable, str] = field(default_factory=dict, repr=False)  # the code does not change mid-run
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _code_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def code_hash(self, func: Callable) -> str:
+        """``code_hash(func)``, once per run: shard tasks starting together wait for the
+        first one's hash instead of each hashing the same code again."""
+        with self._code_lock:
+            if func not in self.code_hashes:
+                self.code_hashes[func] = code_hash(func)
+            return self.code_hashes[func]
 
     def record(self, entry: dict) -> None:
         with self._lock:
@@ -120,6 +129,26 @@ class StageProgress:
 _TASK_STAGES: ContextVar[list[str] | None] = ContextVar("mirflow_task_stages", default=None)
 
 
+class NotStored(Exception):
+    """Raised by ``run_stage`` inside ``stored_only()`` for a stage it would compute."""
+
+
+_STORED_ONLY: ContextVar[bool] = ContextVar("mirflow_stored_only", default=False)
+
+
+@contextmanager
+def stored_only() -> Iterator[None]:
+    """Inside the block ``run_stage`` settles only what the store holds (or, with
+    ``explain``, what it would say) and raises ``NotStored`` for a stage it would compute,
+    before computing anything: ``tasks.shards.run_shard_tasks`` resolves every stored
+    shard of a stage in one task run this way."""
+    token = _STORED_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _STORED_ONLY.reset(token)
+
+
 @contextmanager
 def stage_statuses() -> Iterator[list[str]]:
     """Collect the statuses of the stages ``run_stage`` settles inside the block."""
@@ -154,9 +183,7 @@ def run_stage(
 
     ``size`` (a shard's file count) orders work on Dask, largest first: shards differ in
     size, and in arrival order the largest could start last while the other workers idle."""
-    if func not in ctx.code_hashes:
-        ctx.code_hashes[func] = code_hash(func)
-    parts = stage_parts(ctx.code_hashes[func], params, inputs)
+    parts = stage_parts(ctx.code_hash(func), params, inputs)
     ref = ArtifactRef(stage, stage_key(stage, parts))
     entry = {"stage": stage, "label": label or stage, "key": ref.key, **parts}
     cached = ctx.store.reuse(ref)
@@ -166,6 +193,8 @@ def run_stage(
     if ctx.explain:
         _settled(ctx, {**entry, "status": "forced" if cached else "missing"})
         return ref
+    if _STORED_ONLY.get():
+        raise NotStored(ref)
     logger = run_logger()
     logger.info("%s: computing %s (%s)", label or stage, ref.key[:12], "forced" if cached else "not cached")
     meta = {"run_id": ctx.run_id, "flow": ctx.flow, **parts, "library_versions": library_versions()}
@@ -214,4 +243,4 @@ def is_transient(task, task_run, state) -> bool:
     return False
 
 
-__all__ = ["RunContext", "data_dir_or_demo", "is_transient", "run_logger", "run_stage", "stage_statuses"]
+__all__ = ["NotStored", "RunContext", "data_dir_or_demo", "is_transient", "run_logger", "run_stage", "stage_statuses", "stored_only"]

@@ -5,6 +5,7 @@ the registry `flows.FLOWS` and are imported (with Prefect) only when one runs.""
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import types
@@ -122,7 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """The command; ``argv`` None: this process's own command line, which ends with it."""
+    try:
+        return _run_command(build_parser().parse_args(argv))
+    finally:
+        if argv is None:
+            # The interpreter's final garbage collections walk every object Prefect, pydantic
+            # and pandas made: seconds after a re-run had printed its result, on a busy
+            # machine. Frozen objects are skipped; nothing left needs the collector to close
+            # it (files and the Dask pool are closed, Prefect flushes its logs at exit).
+            gc.freeze()
+
+
+def _run_command(args: argparse.Namespace) -> int:
     try:
         return COMMANDS[args.command](args)
     except ValidationError as error:

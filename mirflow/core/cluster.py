@@ -14,8 +14,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import dask
-
 from mirflow.core import progress
 
 log = logging.getLogger(__name__)
@@ -64,6 +62,7 @@ class DaskPool:
         return client
 
     def _start_client(self):
+        import dask  # with distributed, only once a stage has work: a cached re-run needs neither
         from distributed import Client, LocalCluster
 
         if self.address:

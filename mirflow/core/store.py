@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # pyarrow is imported where Parquet is read or written: `stor
     import pyarrow as pa
 
 META = "_meta.json"
+MODEL = "model.pt"  # a trained model's file in its artifact (here: copying one to a run folder needs no torch)
 # A lease this old is taken as left by a run killed on another host (one killed here is
 # seen at once by its pid): long enough for any real run, short enough that gc is not
 # held back for good. Delete the lease file by hand to release it sooner.

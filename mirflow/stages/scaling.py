@@ -107,7 +107,7 @@ def apply_scaler(scaler: FittedScaler, X):
 def fill_missing_with_train_mean(X, split: pd.Series) -> tuple[np.ndarray | pd.DataFrame, np.ndarray]:
     """Replace NaN by the training rows' column means (0 where a column has no training
     value): sklearn's ``SimpleImputer`` fitted on the training rows."""
-    from sklearn.impute import SimpleImputer  # here for the same reason as in _column_stats
+    from sklearn.impute import SimpleImputer  # here: the CLI's light commands import this module
 
     if sp.issparse(X):
         raise ConfigError("fill_missing_with_train_mean takes dense X (numpy or DataFrame), got a sparse matrix")
@@ -180,24 +180,44 @@ def _rows(X, mask: np.ndarray):
 
 
 def _column_stats(X, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """(center, scale) per column, in float64, from the sklearn scaler of this kind."""
-    # Imported here: the CLI's light commands import this module through steps.
-    from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, StandardScaler
-
-    if sp.issparse(X) and kind == "minmax":
-        raise ConfigError("minmax scaling centres, so it cannot keep sparse X sparse; use maxabs")
-    zeros = np.zeros(X.shape[1])
+    """(center, scale) per column, in float64: the statistics of the sklearn scaler of
+    this kind. Dense X (every run's leakage audit) with sklearn's own formulas in numpy
+    (tests check them against sklearn): importing sklearn cost an unchanged re-run ~1 s."""
+    if sp.issparse(X):
+        return _sparse_column_stats(X, kind)
+    if np.isinf(X).any():  # sklearn's check: the statistics would be inf or NaN
+        raise ValueError("Input X contains infinity or a value too large for dtype('float64').")
+    tiny = 10 * np.finfo(np.float64).eps  # sklearn's _handle_zeros_in_scale: such a scale becomes 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns, handled below
-        if kind == "standard":
-            fitted = StandardScaler(with_mean=not sp.issparse(X)).fit(X)
-            center, scale = (zeros if sp.issparse(X) else fitted.mean_), fitted.scale_
-        elif kind == "minmax":
-            fitted = MinMaxScaler().fit(X)
-            center, scale = fitted.data_min_, 1.0 / fitted.scale_  # sklearn's scale_ is 1 / range
-        else:
-            center, scale = zeros, MaxAbsScaler().fit(X).scale_
+        if kind == "standard":  # StandardScaler: the corrected two-pass variance, constant columns by its error bound
+            count = np.sum(~np.isnan(X), axis=0)
+            center = np.nansum(X, axis=0) / count
+            deviation = X - center
+            variance = (np.nansum(deviation**2, axis=0) - np.nansum(deviation, axis=0) ** 2 / count) / count
+            eps = np.finfo(np.float64).eps
+            constant = variance <= count * eps * variance + (count * center * eps) ** 2
+            scale = np.where(constant, 1.0, np.sqrt(variance))
+        elif kind == "minmax":  # MinMaxScaler
+            center = np.nanmin(X, axis=0)
+            spread = np.nanmax(X, axis=0) - center
+            scale = np.where(spread < tiny, 1.0, spread)
+        else:  # MaxAbsScaler
+            top = np.nanmax(np.abs(X), axis=0)
+            center, scale = np.zeros(X.shape[1]), np.where(top < tiny, 1.0, top)
     return np.nan_to_num(center, nan=0.0), np.nan_to_num(scale, nan=1.0)
+
+
+def _sparse_column_stats(X, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Sparse X: sklearn's scalers themselves (imported here, where they are used)."""
+    from sklearn.preprocessing import MaxAbsScaler, StandardScaler
+
+    if kind == "minmax":
+        raise ConfigError("minmax scaling centres, so it cannot keep sparse X sparse; use maxabs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns, handled below
+        scale = (StandardScaler(with_mean=False) if kind == "standard" else MaxAbsScaler()).fit(X).scale_
+    return np.zeros(X.shape[1]), np.nan_to_num(scale, nan=1.0)
 
 
 def _column_names(X, columns: Sequence[str] | None) -> tuple[str, ...]:

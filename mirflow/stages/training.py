@@ -35,6 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mirflow.core.errors import ConfigError, DataError, MirflowError
+from mirflow.core.store import MODEL  # noqa: F401  (callers name it training.MODEL)
 from mirflow.models import build_model, count_parameters
 
 TASKS = ("multiclass", "multilabel", "binary", "regression")
@@ -43,7 +44,6 @@ METRIC_NAMES = {"multiclass": "accuracy", "binary": "accuracy", "multilabel": "m
 SCHEDULERS = ("plateau", "cosine", "step", "none")
 OPTIMIZERS = ("adam", "sgd")
 BINARY_LOSSES = ("logits", "sigmoid")
-MODEL = "model.pt"  # a trained model's file name in its artifact
 
 Inputs = torch.Tensor | tuple[torch.Tensor, ...]
 # augment(x, y, generator) -> (x, y), applied to every training batch on the training device.

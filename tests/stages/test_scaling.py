@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -138,6 +139,36 @@ def test_statistics_and_output_are_sklearns_on_the_training_rows(data, kind):
     np.testing.assert_allclose(scaler.center, center, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(scaler.scale, scale, rtol=1e-12)
     np.testing.assert_allclose(apply_scaler(scaler, frame).to_numpy(), reference.transform(values), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", SKLEARN)
+def test_hard_columns_get_sklearns_statistics(kind):
+    """The dense statistics are computed with numpy (no sklearn import on a re-run's audit):
+    constant, near-constant, tiny-range, large-offset, sparse-NaN and all-NaN columns
+    must still get exactly what sklearn's scaler fits (all-NaN: center 0, scale 1)."""
+    rng = np.random.default_rng(1)
+    n = 200
+    columns = {
+        "constant": np.full(n, 3.0), "near_constant": np.full(n, 0.1), "tiny_range": 1.0 + rng.normal(0, 1e-14, n),
+        "offset": 1e8 + rng.normal(0, 1, n), "negative": -rng.gamma(2.0, 3.0, n), "zero_one": rng.integers(0, 2, n) * 1.0,
+        "some_nan": np.where(rng.random(n) < 0.2, np.nan, rng.normal(5, 2, n)), "all_nan": np.full(n, np.nan),
+    }
+    frame = pd.DataFrame(columns, index=[f"r{i}" for i in range(n)])
+    scaler = fit_scaler_on_train(frame, pd.Series("train", index=frame.index), kind=kind)
+    estimator, affine = SKLEARN[kind]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the all-NaN column
+        center, scale = affine(estimator().fit(frame.to_numpy()))
+    shape = (frame.shape[1],)
+    np.testing.assert_allclose(scaler.center, np.nan_to_num(np.broadcast_to(center, shape), nan=0.0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(scaler.scale, np.nan_to_num(np.broadcast_to(scale, shape), nan=1.0), rtol=1e-12)
+
+
+def test_infinite_training_values_are_refused_as_sklearn_does(data):
+    frame, split = data
+    frame.iloc[0, 0] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        fit_scaler_on_train(frame, split)
 
 
 def test_near_constant_training_column_is_not_blown_up(data):
