@@ -18,7 +18,7 @@ import tempfile
 import time
 import warnings
 
-BENCHMARKS = ("features", "workers", "overhead", "rerun", "memory", "msd_etl", "acousticbrainz_etl")
+BENCHMARKS = ("features", "workers", "overhead", "rerun", "memory", "msd_etl", "acousticbrainz_etl", "cnn_benchmark")
 
 
 def _quiet() -> None:
