@@ -32,7 +32,7 @@ import numpy as np
 BATCH = 128
 TARGET_RATIO, MEMORY_TARGET = 0.95, 1.2
 SET_SIZES = (5_000, 50_000)
-LIGHT_MODEL = {"name": "cnn", "n_classes": 100, "in_channels": 3, "channels": [8, 16, 32, 64]}
+LIGHT_MODEL = {"name": "cnn", "n_classes": 100, "in_channels": 3, "n_mels": 224, "channels": [8, 16, 32, 64]}
 
 
 def _images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +144,7 @@ def upsampled_training(n: int, steps: int, threads: int) -> dict:
 
 
 def _in_fresh_process(n: int, steps: int, threads: int) -> dict:
-    done = subprocess.run([sys.executable, "-m", __name__, "--memory-case", str(n), "--steps", str(steps),
+    done = subprocess.run([sys.executable, "-m", "bench.cnn_benchmark", "--memory-case", str(n), "--steps", str(steps),
                            "--threads", str(threads)], capture_output=True, text=True, check=True)
     return json.loads(done.stdout)
 
@@ -199,12 +199,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--only", choices=("throughput", "memory"), help="Measure one of the two figures.")
     parser.add_argument("--memory-case", type=int, help=argparse.SUPPRESS)  # one set size, in this process
     args = parser.parse_args()
     if args.memory_case:
         print(json.dumps(upsampled_training(args.memory_case, args.steps, args.threads)))
-        return
-    print(json.dumps(measure(args.images, args.repeats, args.threads, args.steps), indent=2))
+    elif args.only == "throughput":
+        print(json.dumps(throughput(args.images, args.repeats, args.threads), indent=2))
+    elif args.only == "memory":
+        print(json.dumps([_in_fresh_process(n, args.steps, args.threads) for n in SET_SIZES], indent=2))
+    else:
+        print(json.dumps(measure(args.images, args.repeats, args.threads, args.steps), indent=2))
 
 
 if __name__ == "__main__":
