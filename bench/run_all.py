@@ -20,7 +20,7 @@ import time
 import warnings
 
 BENCHMARKS = ("features", "workers", "overhead", "rerun", "memory", "msd_etl", "acousticbrainz_etl", "kkbox_scale", "kkbox_serving",
-              "kkbox_scoring")
+              "kkbox_scoring", "cnn_benchmark")
 
 
 def _quiet() -> None:

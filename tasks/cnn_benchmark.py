@@ -9,7 +9,7 @@ from mirflow import runs
 from mirflow.core.fingerprint import file_fingerprint
 from mirflow.core.store import ArtifactRef
 from mirflow.datasets import cifar100
-from mirflow.pipelines.cnn_benchmark import benchmark, images
+from mirflow.pipelines.cnn_benchmark import benchmark, images, logmels
 from tasks.common import STAGE_DEFAULTS, UNCACHED, task
 from tasks.runtime import RunContext, data_dir_or_demo, run_logger, run_stage
 
@@ -17,8 +17,15 @@ from tasks.runtime import RunContext, data_dir_or_demo, run_logger, run_stage
 @task(**STAGE_DEFAULTS)
 def load_images(ctx: RunContext) -> ArtifactRef:
     params = ctx.params
-    data_dir = data_dir_or_demo(ctx, "cifar100", params.demo_images,
-                                lambda folder: cifar100.synthesize(folder, params.demo_images, seed=params.seed))
+    if params.features_from:
+        source = logmels.open_logmel_run(ctx.store, params.features_from)
+        inputs = {"shards": [ref.key for ref in source.features.shards], "split": source.split.key}
+        return run_stage(ctx, "images", logmels.write_logmel_images, {"frames": logmels.CROP_FRAMES}, inputs,
+                         (source.features, source.split, source.classes, logmels.CROP_FRAMES))
+    data_dir = data_dir_or_demo(
+        ctx, "cifar100", params.demo_images,
+        lambda folder: cifar100.synthesize(folder, params.demo_images, seed=params.seed, classes=params.demo_classes),
+        variant=f"classes{params.demo_classes}")
     prints = [file_fingerprint(path, data_dir, params.fingerprint) for path in cifar100.list_files(data_dir)]
     settings = {"label": params.label, "validation_fraction": params.validation_fraction, "seed": params.seed}
     return run_stage(ctx, "images", images.write_images, settings, prints,
@@ -34,8 +41,11 @@ def fit_normalisation(ctx: RunContext, image_set: ArtifactRef) -> ArtifactRef:
 def benchmark_model(ctx: RunContext, image_set: ArtifactRef, normalisation: ArtifactRef, model: str) -> ArtifactRef:
     """Train and measure one model on a Dask worker, itself in fresh processes (see `measure`)."""
     params = ctx.params
-    n_classes = cifar100.N_FINE if params.label == "fine" else cifar100.N_COARSE
-    spec = {"name": model, "n_classes": n_classes, "in_channels": 3}
+    if params.features_from:
+        n_classes, channels = len(logmels.open_logmel_run(ctx.store, params.features_from).classes), 1
+    else:
+        n_classes, channels = cifar100.N_FINE if params.label == "fine" else cifar100.N_COARSE, 3
+    spec = {"name": model, "n_classes": n_classes, "in_channels": channels}
     if model not in ("allcnn_c", "resnet20"):
         spec["stem"] = params.stem
     config = {"optimizer": "sgd", "lr": params.lr, "momentum": params.momentum, "weight_decay": params.weight_decay,

@@ -162,15 +162,20 @@ def _image_rows(split: str, unit: dict) -> pd.DataFrame:
     })
 
 
-def synthesize(out_dir: str | Path, n: int, seed: int = 0) -> list[Path]:
+def synthesize(out_dir: str | Path, n: int, seed: int = 0, classes: int = N_FINE) -> list[Path]:
     """``n`` synthetic images in the pickle format (a sixth, at least 1, in ``test``); returns meta, test, train.
 
     Fine class ``c`` belongs to coarse class ``c // 5``; the coarse class sets the image's colour and
     ``c % 5`` the angle and frequency of a stripe pattern, under pixel noise. ``batch_label`` and
-    label names say "synthetic".
+    label names say "synthetic". ``classes`` fine labels are used, spread evenly over the 100 (at
+    most 20: each in its own coarse class, so of its own colour): fewer, more separable classes
+    let a small demo set be learnt in a few epochs.
     """
     if n < 2:
         raise ConfigError(f"n must be >= 2 (a train and a test image), got {n}")
+    if not 2 <= classes <= N_FINE:
+        raise ConfigError(f"classes must be in [2, {N_FINE}], got {classes}")
+    used = np.arange(classes) * (N_FINE // classes)
     rng = np.random.default_rng(seed)
     folder = Path(out_dir) / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
@@ -180,7 +185,7 @@ def synthesize(out_dir: str | Path, n: int, seed: int = 0) -> list[Path]:
             b"coarse_label_names": [f"synthetic_coarse_{c:02d}".encode() for c in range(N_COARSE)]}
     _dump(folder / "meta", meta)
     for split, count in (("test", n_test), ("train", n - n_test)):
-        fine = rng.permutation(np.arange(count) % N_FINE)
+        fine = rng.permutation(used[np.arange(count) % classes])
         patterns = np.stack([_pattern(colours[c // 5], c % 5) for c in fine])
         images = patterns + rng.normal(0, 20, patterns.shape)
         _dump(folder / split, {

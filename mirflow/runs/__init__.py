@@ -30,6 +30,8 @@ if TYPE_CHECKING:  # pandas, pydantic and torch: imported where used (`runs list
     import torch
     from pydantic import BaseModel
 
+    from mirflow.stages.featuresets import FeatureSet
+
 PACKAGES = ("mirflow", "prefect", "dask", "distributed", "numpy", "pandas", "pyarrow", "h5py", "torch", "librosa", "scikit-learn")
 
 
@@ -210,15 +212,24 @@ class Run:
     def file(self, name: str) -> bytes:
         return self.store.read_run_file(self.run_id, name)
 
-    def features(self, columns: list[str] | None = None) -> pd.DataFrame:
-        """The run's feature table, read back from its first (data-reading) stage's shards."""
+    def feature_set(self) -> FeatureSet:
+        """The run's feature set: its first (data-reading) stage's shards."""
         from mirflow.stages.featuresets import FeatureSet
 
         stages = self.manifest["stages"]
         first = stages[0]["stage"]  # the data-reading stage: extract, etl, …
-        shards = [ArtifactRef(first, s["key"]) for s in stages if s["stage"] == first]
-        features = FeatureSet(self.store, tuple(shards))
+        return FeatureSet(self.store, tuple(ArtifactRef(first, s["key"]) for s in stages if s["stage"] == first))
+
+    def features(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """The run's feature table, read back from its first (data-reading) stage's shards."""
+        features = self.feature_set()
         return features.read(columns or [f.name for f in features.schema() if f.name != "logmel"])
+
+    def split(self) -> ArtifactRef | None:
+        """The run's train/validation/test split (its stage labelled ``split``; folds are labelled
+        ``split[fold k]``), None for a run without one."""
+        found = [s["key"] for s in self.manifest["stages"] if s["stage"] == "split" and s["label"] == "split"]
+        return ArtifactRef("split", found[0]) if found else None
 
 
 def resolve_run(run_dir: str, store: str) -> Run:

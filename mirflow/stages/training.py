@@ -324,19 +324,26 @@ class _PeakRss:
 
 @contextmanager
 def _reproducible(config: TrainConfig, device: torch.device):
-    """Seed torch, force deterministic kernels and set the thread count; restore all afterwards."""
+    """Seed torch, force deterministic kernels and set the thread count; restore all afterwards.
+
+    Deterministic mode would also fill every new tensor's memory with NaN (a check for
+    kernels reading memory they never wrote, not needed for equal results): that memset of
+    every activation and gradient cost about a tenth of a CPU training step, so it is off."""
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    fill = torch.utils.deterministic.fill_uninitialized_memory
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
         torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
+        torch.utils.deterministic.fill_uninitialized_memory = False
         if config.num_threads is not None:
             torch.set_num_threads(config.num_threads)
         try:
             yield
         finally:
             torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+            torch.utils.deterministic.fill_uninitialized_memory = fill
             torch.set_num_threads(threads)
 
 

@@ -40,6 +40,7 @@ STAGES = {
     "msd/evaluate": "mirflow.pipelines.msd_hotness.evaluate:write_evaluation",
     "gtzan/fold-split": "mirflow.stages.splits:write_fold_split",
     "cnn/images": "mirflow.pipelines.cnn_benchmark.images:write_images",
+    "cnn/images-logmel": "mirflow.pipelines.cnn_benchmark.logmels:write_logmel_images",
     "cnn/normalise": "mirflow.pipelines.cnn_benchmark.images:write_normalisation",
     "cnn/train": "mirflow.pipelines.cnn_benchmark.benchmark:write_benchmark",
     "kkbox/consolidate": "mirflow.pipelines.kkbox_relisten.relisten:write_consolidated",

@@ -1,5 +1,8 @@
 """The benchmark's images: CIFAR-100 read once into arrays with a validation split, the
-per-channel normalisation fitted on training images only, and batches made on the fly."""
+per-channel normalisation fitted on training images only, and batches made on the fly.
+
+Images are uint8 pixels (CIFAR) or float32 values (log-mel crops, see `logmels`); pixels
+are taken as pixel / 255 everywhere (`unit_scale`)."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ TRAIN, VALIDATION, TEST = 0, 1, 2
 NORMALISATION = "normalisation.json"
 
 
-def _save(writer: ArtifactWriter, name: str, array: np.ndarray) -> None:
+def save_array(writer: ArtifactWriter, name: str, array: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     writer.write_bytes(name, buffer.getvalue())
@@ -39,26 +42,31 @@ def write_images(writer: ArtifactWriter, data_dir: str, label: str, validation_f
     split = np.concatenate([np.where(held_out.to_numpy() == "train", TRAIN, VALIDATION),
                             np.full(len(y_test), TEST)]).astype(np.int8)
     images = np.concatenate([train_images, test_images]).transpose(0, 3, 1, 2)
-    _save(writer, IMAGES, np.ascontiguousarray(images))
-    _save(writer, LABELS, np.concatenate([y_train, y_test]).astype(np.int64))
-    _save(writer, SPLIT, split)
+    save_array(writer, IMAGES, np.ascontiguousarray(images))
+    save_array(writer, LABELS, np.concatenate([y_train, y_test]).astype(np.int64))
+    save_array(writer, SPLIT, split)
     return {"rows": {name: int((split == code).sum()) for name, code in
                      (("train", TRAIN), ("validation", VALIDATION), ("test", TEST))}}
 
 
+def unit_scale(images: np.ndarray) -> float:
+    """What an image array's values are multiplied by before normalisation: 1/255 for pixels."""
+    return 1 / 255 if images.dtype == np.uint8 else 1.0
+
+
 def write_normalisation(writer: ArtifactWriter, store: ArtifactStore, images: ArtifactRef) -> dict:
-    """Per-channel mean and standard deviation (of pixel / 255) over the training images only."""
+    """Per-channel mean and standard deviation (of pixel / 255, or of the values) over the training images only."""
     pixels, split = read_array(store, images, IMAGES), read_array(store, images, SPLIT)
-    train = pixels[split == TRAIN]
-    mean = [float(train[:, c].mean() / 255) for c in range(train.shape[1])]
-    std = [float(train[:, c].std() / 255) for c in range(train.shape[1])]
+    train, scale = pixels[split == TRAIN], unit_scale(pixels)
+    mean = [float(train[:, c].mean(dtype=np.float64) * scale) for c in range(train.shape[1])]
+    std = [float(train[:, c].std(dtype=np.float64) * scale) for c in range(train.shape[1])]
     stats = {"mean": mean, "std": std, "fitted_on": "train", "rows": len(train)}
     writer.write_json(NORMALISATION, stats)
     return stats
 
 
 class ImageBatches:
-    """Batches of normalised float images from uint8 arrays, made one batch at a time.
+    """Batches of normalised float images from uint8 (or float32) arrays, made one batch at a time.
 
     With ``size`` each batch is resized to size x size as it is made (never the whole set:
     that took the report past 32 GB at 224x224); with ``crop`` too, each image is a random
@@ -71,8 +79,10 @@ class ImageBatches:
         import torch
 
         self.images, self.labels, self.batch_size = images, labels, batch_size
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        # (x * unit_scale - mean) / std as one in-place multiply-add per batch
+        std = np.asarray(std, dtype=np.float64)
+        self.scale = torch.tensor(unit_scale(images) / std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.shift = torch.tensor(-np.asarray(mean) / std, dtype=torch.float32).view(1, -1, 1, 1)
         self.size, self.crop, self.shuffle, self.seed = size, crop, shuffle, seed
         self.epoch, self.wait_seconds = 0, 0.0
 
@@ -90,8 +100,8 @@ class ImageBatches:
         for start in range(0, len(order), self.batch_size):
             began = time.perf_counter()
             rows = np.sort(order[start:start + self.batch_size])  # sorted: sequential reads of a memory map
-            x = torch.from_numpy(np.ascontiguousarray(self.images[rows])).float().div_(255)
-            x = (x - self.mean) / self.std
+            x = torch.from_numpy(np.ascontiguousarray(self.images[rows])).float()
+            x = x.mul_(self.scale).add_(self.shift)
             if self.size is not None:
                 x = _random_resized_crop(x, self.size, rng) if self.crop else _resize(x, self.size)
             y = torch.from_numpy(self.labels[rows])

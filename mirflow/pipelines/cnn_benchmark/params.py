@@ -53,13 +53,19 @@ class CnnBenchmarkParams(RunParams):
     parallel: bool = Field(False, description="Train models at the same time (a cluster with room); costs then interfere.")
     pretrained: dict[str, str] = Field(
         default_factory=dict, description="Local state dict per model (on the command line: resnet18=/path/weights.pt).")
+    features_from: str | None = Field(
+        None, description="A finished gtzan run (id): benchmark on its log-mels (1x128x128 crops) in its own split.")
     demo_images: int = Field(1200, ge=12, le=60_000, description="Images in the generated demo data set.")
+    demo_classes: int = Field(
+        10, ge=2, le=100, description="Fine classes in the generated demo set (spread over the 100; up to 20 differ in colour).")
 
     @model_validator(mode="before")
     @classmethod
     def _preset(cls, data):
         if isinstance(data, dict) and data.get("preset") == "report":
-            return {**REPORT_PRESET, **data}
+            data = {**REPORT_PRESET, **data}
+        if isinstance(data, dict) and data.get("features_from") and "image_size" not in data:
+            data = {**data, "image_size": None}  # log-mel crops at their own 128 x 128
         return data
 
     @field_validator("batch_sizes", "pretrained", mode="before")
@@ -78,7 +84,14 @@ class CnnBenchmarkParams(RunParams):
         unknown = sorted(set(self.batch_sizes) - set(self.models))
         if unknown:
             raise ConfigError(f"batch_sizes names models not in models: {unknown}")
-        if self.data_dir is not None:
+        if self.features_from is not None:
+            from mirflow.core.store import ArtifactStore
+            from mirflow.pipelines.cnn_benchmark.logmels import open_logmel_run
+
+            if self.data_dir is not None:
+                raise ConfigError("give data_dir (CIFAR-100) or features_from (a gtzan run), not both")
+            open_logmel_run(ArtifactStore(self.store), self.features_from)
+        elif self.data_dir is not None:
             from mirflow.datasets import cifar100
 
             missing = [str(path) for path in cifar100.list_files(self.data_dir) if not path.is_file()]
