@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+NEEDS_PREFECT = False  # stage functions and training loops only: no flow run
 BATCH = 128
 TARGET_RATIO, MEMORY_TARGET = 0.95, 1.2
 SET_SIZES = (5_000, 50_000)
