@@ -122,7 +122,8 @@ def collect(store: ArtifactStore, params: VocalGenreParams, trained: dict[Varian
     if params.pretrained:
         rows = transfer_rows(params, results, summaries)
         outputs.files["transfer.json"] = rows
-        outputs.notes.append(f"### Transfer from `{params.pretrained}`: song accuracy vs unfrozen blocks\n\n"
+        outputs.notes.append(f"### Transfer from `{params.pretrained}`: song accuracy vs unfrozen blocks (unfreeze N: the "
+                             "last N blocks and the head train, the rest stays as loaded; 0: the head only)\n\n"
                              + markdown_table(rows) + _transfer_notes(summaries))
     return outputs
 
@@ -142,7 +143,7 @@ def ablation_rows(params: VocalGenreParams, results: dict[Variant, dict], predic
 
 def transfer_rows(params: VocalGenreParams, results: dict[Variant, dict], summaries: dict[Variant, list[dict]]) -> list[dict]:
     ladder = [("from scratch", Variant(m, params.stem, True)) for m in params.models]
-    ladder += [(f"pretrained, last {n} blocks unfrozen", Variant(m, params.stem, True, n)) for n in params.unfreeze
+    ladder += [(f"pretrained, unfreeze {n}", Variant(m, params.stem, True, n)) for n in params.unfreeze
                for m in params.models]
     return [{"model": v.model, "training": label, "song_accuracy": round(results[v]["song_accuracy"], 4),
              "slice_accuracy": round(results[v]["accuracy"], 4), "trainable_parameters": summaries[v][0]["trainable_parameters"]}
