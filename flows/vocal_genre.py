@@ -18,7 +18,7 @@ from mirflow.pipelines.vocal_genre.variants import plan_variants
 from mirflow.runs import Selection
 from tasks.run import finish_run, start_run
 from tasks.vocal_genre import (
-    audit_song_folds, collect_vocal_genre, discover_songs, n_classes, quarantined, separate_song, song_folds, train_variant,
+    audit_song_folds, collect_vocal_genre, discover_songs, quarantined, separate_song, song_folds, train_variant,
 )
 
 
@@ -37,7 +37,7 @@ def vocal_genre(params: VocalGenreParams = VocalGenreParams(), explain: bool = F
         fold_set = song_folds(ctx, songs, list(separated[separators[0]].values()))
         failures = quarantined(ctx, fold_set, len(songs))
         audit_song_folds(ctx, fold_set)
-        classes = n_classes(songs)
+        classes = len({song["label"] for song in songs})
         futures = {v: [train_variant.submit(ctx, separated[separator_of(v.stem)], fold_set, v, k, classes)
                        for k in range(params.folds)] for v in variants}
         trained = {v: [f.result() for f in fs] for v, fs in futures.items()}

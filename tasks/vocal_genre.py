@@ -7,8 +7,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import pandas as pd
-
 from mirflow import runs
 from mirflow.core.errors import ConfigError, MirflowError
 from mirflow.core.fingerprint import file_fingerprint
@@ -31,8 +29,7 @@ def discover_songs(ctx: RunContext) -> list[dict]:
         variant=f"{p.demo_seconds}s")
     ctx.generated_data = ctx.generated_data or gtzan.is_synthetic(data_dir)
     songs = gtzan.discover(data_dir).rename(columns={"genre": "label"})
-    songs["fingerprint"] = [file_fingerprint(path, data_dir, p.fingerprint)[1] for path in songs["path"]]
-    songs["rel_path"] = [str(Path(path).relative_to(Path(data_dir).expanduser().resolve())) for path in songs["path"]]
+    songs["rel_path"], songs["fingerprint"] = zip(*(file_fingerprint(path, data_dir, p.fingerprint) for path in songs["path"]))
     run_logger().info("found %d songs in %d genres", len(songs), songs["label"].nunique())
     return songs.to_dict("records")
 
@@ -118,6 +115,3 @@ def collect_vocal_genre(ctx: RunContext, trained: dict[Variant, list[ArtifactRef
         return runs.RunOutputs({})
     return evaluate.collect(ctx.store, ctx.params, trained, failures, inputs)
 
-
-def n_classes(songs: list[dict]) -> int:
-    return int(pd.Series([s["label"] for s in songs]).nunique())
