@@ -16,6 +16,7 @@ FLOWS = {
     "kkbox_relisten": ("flows.kkbox_relisten:kkbox_relisten", "mirflow.pipelines.kkbox_relisten.params:KkboxRelistenParams"),
     "kkbox_score": ("flows.kkbox_score:kkbox_score", "mirflow.pipelines.kkbox_relisten.params:KkboxScoreParams"),
     "cnn_benchmark": ("flows.cnn_benchmark:cnn_benchmark", "mirflow.pipelines.cnn_benchmark.params:CnnBenchmarkParams"),
+    "vocal_genre": ("flows.vocal_genre:vocal_genre", "mirflow.pipelines.vocal_genre.params:VocalGenreParams"),
 }
 
 

@@ -205,6 +205,7 @@ TINY = {
     "acousticbrainz_genre": {"demo_recordings": 120, "folds": 2, "hidden": 32},
     "msd_hotness": {"demo_songs": 150},
     "kkbox_relisten": {"demo_rows": 1000, "lrs": [1e-2], "lgbm_rounds": 5},
+    "vocal_genre": {"models": ["cnn"], "folds": 2, "n_mels": 32, "slice_frames": 32},
 }
 
 

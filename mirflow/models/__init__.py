@@ -28,7 +28,7 @@ from mirflow.models.mobilenet import MobileNetV2
 from mirflow.models.resnet import CifarResNet20, ResNet18, ResNet50, ResNeXt50
 
 __all__ = ["MLP", "MODELS", "EmbeddingNet", "SpectrogramCNN", "IMAGE_MODELS", "build_model", "count_parameters",
-           "load_pretrained"]
+           "load_pretrained", "load_state", "read_state_dict"]
 
 # The image zoo: every one takes (n_classes, in_channels) and, where it has one, a stem.
 IMAGE_MODELS: dict[str, type[nn.Module]] = {
@@ -79,6 +79,12 @@ def load_pretrained(model: nn.Module, path: str | Path) -> list[str]:
     model's (the output layer of a model trained for other classes or channels) keep their
     fresh initialisation; their names are returned.  Any other missing or extra name is an error.
     """
+    state, _ = read_state_dict(path)
+    return load_state(model, state, path)
+
+
+def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """(state dict, model spec or None) of a local weights file: a plain state dict or a mirflow model file."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "pretrained weights file does not exist")
@@ -86,15 +92,21 @@ def load_pretrained(model: nn.Module, path: str | Path) -> list[str]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises many types for corrupt or foreign files
         raise DataError(path, f"not a readable state dict: {error}") from None
+    spec = None
     if isinstance(state, dict) and {"spec", "state_dict"} <= set(state):  # a mirflow model file
-        state = state["state_dict"]
+        spec, state = state["spec"], state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise DataError(path, "not a state dict (expected a mapping of names to tensors)")
+    return state, spec
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> list[str]:
+    """``load_pretrained`` of a state dict already read (``source`` names it in errors)."""
     own = model.state_dict()
     missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or extra:
-        raise DataError(path, f"does not fit {type(model).__name__}: missing {missing[:3]}, "
-                              f"unexpected {extra[:3]} ({len(missing)} and {len(extra)} names)")
+        raise DataError(source, f"does not fit {type(model).__name__}: missing {missing[:3]}, "
+                                f"unexpected {extra[:3]} ({len(missing)} and {len(extra)} names)")
     reshaped = sorted(name for name in own if own[name].shape != state[name].shape)
     model.load_state_dict({name: state[name] for name in own if name not in reshaped}, strict=False)
     return reshaped

@@ -64,6 +64,9 @@ def _table(rows: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+markdown_table = _table  # a pipeline's own tables in its report notes
+
+
 def render_report(
     title: str,
     run_id: str,

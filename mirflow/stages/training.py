@@ -41,12 +41,13 @@ from mirflow.models import build_model, count_parameters
 TASKS = ("multiclass", "multilabel", "binary", "regression")
 METRIC_NAMES = {"multiclass": "accuracy", "binary": "accuracy", "multilabel": "micro_f1",
                 "regression": "rmse"}
-SCHEDULERS = ("plateau", "cosine", "step", "none")
+SCHEDULERS = ("plateau", "cosine", "cosine_restarts", "step", "none")
 OPTIMIZERS = ("adam", "sgd")
 BINARY_LOSSES = ("logits", "sigmoid")
 
 Inputs = torch.Tensor | tuple[torch.Tensor, ...]
-# augment(x, y, generator) -> (x, y), applied to every training batch on the training device.
+# augment(x, y, generator) -> (x, y), applied to every training batch on the training device;
+# one with a ``set_epoch(epoch)`` method is told each epoch (e.g. mixup in the first epochs only).
 Augment = Callable[[Inputs, torch.Tensor, np.random.Generator], tuple[Inputs, torch.Tensor]]
 
 
@@ -109,7 +110,8 @@ class TrainConfig:
     ``batch_size`` is what pipelines build their sources with; the loop takes batches as they come.
     ``scheduler``: "plateau" halves (``plateau_factor``) the learning rate after
     ``plateau_patience`` epochs without a lower validation loss; "cosine" anneals it
-    to 0 over ``max_epochs``; "step" multiplies it by ``plateau_factor`` every ``step_epochs``
+    to 0 over ``max_epochs``; "cosine_restarts" does so every ``restart_epochs`` epochs,
+    starting again from ``lr`` (SGDR, Loshchilov & Hutter 2017); "step" multiplies it by ``plateau_factor`` every ``step_epochs``
     epochs (report 000: x0.8 every 5); "none" keeps it.  Early stopping ends training after
     ``patience`` epochs without a validation loss lower by more than ``min_delta`` and
     restores the best epoch.
@@ -128,6 +130,7 @@ class TrainConfig:
     plateau_factor: float = 0.5
     plateau_patience: int = 3
     step_epochs: int = 5
+    restart_epochs: int = 10
     optimizer: str = "adam"  # "adam" (L2 weight decay) or "sgd" (with ``momentum``)
     momentum: float = 0.9
     seed: int = 0
@@ -146,7 +149,7 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"TrainConfig.{name}={getattr(self, name)!r}; choose one of {allowed}")
-        for name in ("lr", "batch_size", "max_epochs", "patience", "step_epochs"):
+        for name in ("lr", "batch_size", "max_epochs", "patience", "step_epochs", "restart_epochs"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"TrainConfig.{name} must be > 0, got {getattr(self, name)!r}")
         if self.min_delta < 0:
@@ -360,6 +363,8 @@ def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
             optimizer, factor=config.plateau_factor, patience=config.plateau_patience)
     if config.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)
+    if config.scheduler == "cosine_restarts":
+        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=config.restart_epochs)
     if config.scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, config.step_epochs, gamma=config.plateau_factor)
     return None
@@ -413,8 +418,9 @@ def train_model(
             torch.cuda.reset_peak_memory_stats(device)
         start = time.perf_counter()
         for epoch in range(1, config.max_epochs + 1):
-            if hasattr(train, "set_epoch"):
-                train.set_epoch(epoch)
+            for scheduled in (train, config.augment):
+                if hasattr(scheduled, "set_epoch"):
+                    scheduled.set_epoch(epoch)
             lr = optimizer.param_groups[0]["lr"]
             train_loss = _train_epoch(model, train, loss_function, optimizer, config, device,
                                       augment_rng, rss)

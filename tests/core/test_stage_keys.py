@@ -49,11 +49,15 @@ STAGES = {
     "kkbox/train": "mirflow.pipelines.kkbox_relisten.relisten:write_network",
     "kkbox/train-lightgbm": "mirflow.pipelines.kkbox_relisten.relisten:write_lightgbm",
     "kkbox/evaluate": "mirflow.pipelines.kkbox_relisten.evaluate:write_evaluation",
+    "vocal/separate": "mirflow.pipelines.vocal_genre.separation:write_separated_song",
+    "vocal/folds": "mirflow.pipelines.vocal_genre.folds:write_song_folds",
+    "vocal/train": "mirflow.pipelines.vocal_genre.train:write_fold_model",
 }
-EXTRACTION = {"cnn/images", "cnn/normalise", "gtzan/extract", "ab/extract", "msd/extract", "msd/clean", "msd/design", "kkbox/consolidate", "kkbox/transform"}
-TRAINING = {"gtzan/train", "ab/train", "ab/stack", "kkbox/train", "cnn/train"}
+EXTRACTION = {"vocal/separate", "cnn/images", "cnn/normalise", "gtzan/extract", "ab/extract", "msd/extract", "msd/clean", "msd/design", "kkbox/consolidate", "kkbox/transform"}
+TRAINING = {"gtzan/train", "ab/train", "ab/stack", "kkbox/train", "cnn/train", "vocal/train"}
 # The stages that build a network: MODELS is one registry, so editing any model re-keys them all.
-MODEL_USERS = {"gtzan/train", "gtzan/evaluate", "ab/train", "ab/stack", "kkbox/train", "kkbox/evaluate", "cnn/train"}
+MODEL_USERS = {"gtzan/train", "gtzan/evaluate", "ab/train", "ab/stack", "kkbox/train", "kkbox/evaluate", "cnn/train",
+               "vocal/train"}
 
 # (file, text in it, replacement) -> the stages whose code reaches the edit: their keys must
 # change, all others must not (stages downstream of them re-key through their inputs, the
@@ -79,6 +83,9 @@ MUTATIONS = {
         "datasets/msd.py", '"year": ("musicbrainz", "year"),', '"year": ("musicbrainz", "int"),', {"msd/extract"}),
     "the continent polygons": (
         "pipelines/msd_hotness/geo.py", "(-76.5, 11.0)", "(-76.5, 11.5)", {"msd/clean"}),
+    "the REPET-SIM soft mask": (
+        "pipelines/vocal_genre/separation.py", "    residual = magnitude - repeating\n",
+        "    residual = np.maximum(magnitude - repeating, 0)\n", {"vocal/separate"}),
     "a zoo model the benchmark trains in a subprocess": (
         "models/resnet.py", "class CifarResNet20(", "class CifarResNet20(  # edited\n", MODEL_USERS),
     "training code": (

@@ -15,13 +15,16 @@ of an inverted masked STFT is not the masked STFT: masking is not consistent).
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import librosa
 import numpy as np
 
-from mirflow.core.errors import ConfigError
+from mirflow.core.errors import ConfigError, DataError
 from mirflow.core.numba_cache import ensure_compiled
+from mirflow.core.store import ArtifactRef, ArtifactStore, ArtifactWriter
+from mirflow.io.audio import load_audio
 
 SEPARATORS: dict[str, tuple[str, str]] = {
     "repet_sim": ("vocals", "accompaniment"),
@@ -85,13 +88,23 @@ _SEPARATE = {"repet_sim": repet_sim, "hpss": hpss}
 
 def stem_log_mel(y: np.ndarray, stem: str, settings: SliceSettings, *, resynthesize: bool = False) -> np.ndarray:
     """Log-mel spectrogram (n_mels, frames), in dB re the clip's peak, of ``stem`` of mono ``y``."""
+    return stem_log_mels(y, (stem,), settings, resynthesize=resynthesize)[stem]
+
+
+def stem_log_mels(y: np.ndarray, stems: tuple[str, ...], settings: SliceSettings, *,
+                  resynthesize: bool = False) -> dict[str, np.ndarray]:
+    """``stem_log_mel`` of several stems, with one STFT and each separator run once."""
     ensure_compiled()
     stft = librosa.stft(y, n_fft=settings.n_fft, hop_length=settings.hop_length)
-    separator = separator_of(stem)
-    if separator is not None:
-        stft = _SEPARATE[separator](stft, settings)[stem]
+    separated = {"mix": stft}
+    for separator in {separator_of(stem) for stem in stems} - {None}:
+        separated.update(_SEPARATE[separator](stft, settings))
+    return {stem: _log_mel(separated[stem], len(y), settings, resynthesize) for stem in stems}
+
+
+def _log_mel(stft: np.ndarray, length: int, settings: SliceSettings, resynthesize: bool) -> np.ndarray:
     if resynthesize:
-        waveform = librosa.istft(stft, hop_length=settings.hop_length, n_fft=settings.n_fft, length=len(y))
+        waveform = librosa.istft(stft, hop_length=settings.hop_length, n_fft=settings.n_fft, length=length)
         stft = librosa.stft(waveform, n_fft=settings.n_fft, hop_length=settings.hop_length)
     mel = librosa.feature.melspectrogram(S=np.abs(stft) ** 2, sr=settings.sr, n_mels=settings.n_mels)
     return librosa.power_to_db(mel, ref=np.max).astype(np.float32)
@@ -107,3 +120,32 @@ def slice_log_mel(log_mel: np.ndarray, settings: SliceSettings) -> np.ndarray:
         padded[:, : log_mel.shape[1]] = log_mel
         return padded[None]
     return np.stack(np.split(log_mel[:, : n_slices * width], n_slices, axis=1))
+
+
+# -- the separation stage: one artifact per song and separator ----------------------
+SLICES = "{stem}.npy"  # (n_slices, n_mels, slice_frames) float16 log-mels in dB
+
+
+def stems_of(separator: str | None) -> tuple[str, ...]:
+    """The stems one separation writes (``None``: the unseparated mix)."""
+    return SEPARATORS[separator] if separator else ("mix",)
+
+
+def write_separated_song(writer: ArtifactWriter, path: str, separator: str | None, settings: SliceSettings, resynthesize: bool) -> dict:
+    """Every stem of ``separator`` for the song at ``path``, as 3-s log-mel slices. An
+    unreadable song writes no slices: its summary says why (the flow quarantines it)."""
+    try:
+        y = load_audio(path, settings.sr)
+    except DataError as error:
+        return {"slices": 0, "path": path, "failure": str(error)}
+    for stem, log_mel in stem_log_mels(y, stems_of(separator), settings, resynthesize=resynthesize).items():
+        slices = slice_log_mel(log_mel, settings)
+        buffer = io.BytesIO()
+        np.save(buffer, slices.astype(np.float16), allow_pickle=False)
+        writer.write_bytes(SLICES.format(stem=stem), buffer.getvalue())
+    return {"slices": int(len(slices)), "seconds": round(len(y) / settings.sr, 3)}
+
+
+def read_slices(store: ArtifactStore, ref: ArtifactRef, stem: str) -> np.ndarray:
+    """A song's slices of ``stem`` as float32 (n_slices, n_mels, slice_frames)."""
+    return np.load(io.BytesIO(store.read_bytes(ref, SLICES.format(stem=stem))), allow_pickle=False).astype(np.float32)
