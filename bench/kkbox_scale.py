@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import RESULTS, fresh_store, timed
+from bench.common import fresh_store, timed
 from bench.kkbox_data import kkbox_data
 
 MAX_PEAK_GIB = 8.0
