@@ -43,17 +43,8 @@ class RunContext:
     generated_data: bool = False  # the run reads a generated (synthetic) data set: its report says so first
     stages: list[dict] = field(default_factory=list)
     progress: StageProgress = field(default_factory=lambda: StageProgress())
-    code_hashes: dict[Callable, str] = field(default_factory=dict, repr=False)  # the code does not change mid-run
+    code_hash: CodeHashes = field(default_factory=lambda: CodeHashes(), repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _code_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def code_hash(self, func: Callable) -> str:
-        """``code_hash(func)``, once per run: shard tasks starting together wait for the
-        first one's hash instead of each hashing the same code again."""
-        with self._code_lock:
-            if func not in self.code_hashes:
-                self.code_hashes[func] = code_hash(func)
-            return self.code_hashes[func]
 
     def record(self, entry: dict) -> None:
         with self._lock:
@@ -71,6 +62,23 @@ class RunContext:
 
     def forced(self, stage: str) -> bool:
         return stage in getattr(self.params, "force", ())
+
+
+class CodeHashes:
+    """``code_hash(func)``, once per run (the code does not change mid-run): shard tasks
+    starting together wait for the first one's hash instead of each hashing the same code.
+    A plain object, not a dict field: Prefect walks a task's parameters (the RunContext)
+    while other tasks add hashes, and a dict that grows under that walk fails the task."""
+
+    def __init__(self):
+        self._hashes: dict[Callable, str] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, func: Callable) -> str:
+        with self._lock:
+            if func not in self._hashes:
+                self._hashes[func] = code_hash(func)
+            return self._hashes[func]
 
 
 class StageProgress:
