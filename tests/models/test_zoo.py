@@ -82,7 +82,9 @@ def test_light_models_learn_a_tiny_batch(name):
 
     def held_out_accuracy(labels):
         model = build_model(_spec(name, "small" if name == "mobilenet_v2" else None, n_classes=4), seed=0)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        # 1e-2: at 1e-3 MobileNet v2 stays near chance in 15 steps, and whether it beats the
+        # shuffled labels then turned on torch's thread count
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
         for _ in range(15):
             optimizer.zero_grad()
             torch.nn.functional.cross_entropy(model.train()(x[:64]), labels).backward()
