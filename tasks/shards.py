@@ -10,7 +10,7 @@ from mirflow.core.store import ArtifactRef
 from mirflow.stages.featuresets import FeatureSet
 from mirflow.stages.shards import Shard, plan_shards
 from tasks.common import UNCACHED, StageTask, task
-from tasks.runtime import NotStored, RunContext, run_logger, stored_only
+from tasks.runtime import RunContext, run_logger, stored_only
 
 
 @task(**UNCACHED)
@@ -47,9 +47,7 @@ def stored_shards(ctx: RunContext, shard_task: StageTask, calls: list[tuple]) ->
         for i, call in enumerate(calls):
             try:
                 found[i] = shard_task.body(ctx, *call)
-            except NotStored:
-                continue
-            except Exception:  # e.g. the store unreachable: the call's own task run meets it again, retried
+            except Exception:  # NotStored, or e.g. the store unreachable: the call's own task run meets it again, retried
                 continue
     return found
 
