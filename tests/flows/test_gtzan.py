@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -77,10 +78,18 @@ def latest_task_states() -> dict[str, str]:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.client.schemas.sorting import FlowRunSort
 
+    # Task runs and their states reach the server as events, a moment after the flow
+    # returns: read until every task run has a final state twice in a row.
+    seen, deadline = None, time.monotonic() + 60
     with get_client(sync_client=True) as client:
         flow_run = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
-        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
-    return {run.name: run.state.name for run in task_runs}
+        while True:
+            task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
+            states = {run.name: run.state.name for run in task_runs if run.state is not None and run.state.is_final()}
+            if (len(states) == len(task_runs) and states == seen) or time.monotonic() > deadline:
+                return states
+            seen = states
+            time.sleep(0.2)
 
 
 def test_first_run_writes_report_metrics_and_prefect_artifacts(prefect_server, workspace):
