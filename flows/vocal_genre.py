@@ -17,6 +17,7 @@ from mirflow.pipelines.vocal_genre.separation import separator_of
 from mirflow.pipelines.vocal_genre.variants import plan_variants
 from mirflow.runs import Selection
 from tasks.run import finish_run, start_run
+from tasks.shards import run_shard_tasks
 from tasks.vocal_genre import (
     audit_song_folds, collect_vocal_genre, discover_songs, quarantined, separate_song, song_folds, train_variant,
 )
@@ -32,8 +33,9 @@ def vocal_genre(params: VocalGenreParams = VocalGenreParams(), explain: bool = F
         variants = plan_variants(params)
         separators = list(dict.fromkeys(separator_of(v.stem) for v in variants))
         ctx.progress.expect("separate", len(songs) * len(separators))
-        submitted = {sep: [separate_song.submit(ctx, song, sep, i) for i, song in enumerate(songs)] for sep in separators}
-        separated = {sep: {s["clip_id"]: f.result() for s, f in zip(songs, futures)} for sep, futures in submitted.items()}
+        calls = [(song, sep, i) for sep in separators for i, song in enumerate(songs)]
+        refs = iter(run_shard_tasks(ctx, separate_song, calls))  # stored songs settled in one task run
+        separated = {sep: {song["clip_id"]: next(refs) for song in songs} for sep in separators}
         fold_set = song_folds(ctx, songs, list(separated[separators[0]].values()))
         failures = quarantined(ctx, fold_set, len(songs))
         audit_song_folds(ctx, fold_set)
