@@ -9,8 +9,10 @@ from contextvars import ContextVar
 from typing import Any
 
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
 from prefect.states import Completed, State
 from prefect.tasks import Task, exponential_backoff
+from prefect.utilities.annotations import BaseAnnotation, opaque
 
 from tasks.runtime import is_transient, stage_statuses
 
@@ -41,17 +43,36 @@ class StageTask(Task):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if _PLAIN.get():
             return self.fn(*args, **kwargs)
-        value = super().__call__(*args, **kwargs)
+        value = super().__call__(*_shallow(args), **_shallow(kwargs))
         # Prefect hands back what the function returned: here, possibly the Cached state.
         return value.result() if isinstance(value, State) and not kwargs.get("return_state") else value
 
     def submit(self, *args: Any, **kwargs: Any) -> Any:
-        return _Done(self.fn(*args, **kwargs)) if _PLAIN.get() else super().submit(*args, **kwargs)
+        return _Done(self.fn(*args, **kwargs)) if _PLAIN.get() else super().submit(*_shallow(args), **_shallow(kwargs))
 
     def body(self, *args: Any, **kwargs: Any) -> Any:
         """The task's own function, run inside the calling task run: its stages count as
         that run's (``tasks.shards.run_shard_tasks``)."""
         return self.fn.__wrapped__(*args, **kwargs)
+
+
+_LEAVES = (str, bytes, int, float, bool, type(None), PrefectFuture, State, BaseAnnotation)
+
+
+def _shallow(value: Any, depth: int = 3) -> Any:
+    """``value`` with everything below ``depth`` levels of lists, tuples and dicts wrapped in
+    Prefect's ``opaque``: Prefect still resolves and links each wrapped value (so the UI
+    shows which task's result a task took), but no longer walks into it. Prefect walks a
+    task's arguments twice per task run, to the last element: through a run context, a
+    shard's file list or a feature set, an unchanged re-run's time grew with the inputs."""
+    if isinstance(value, _LEAVES):
+        return value
+    if isinstance(value, (list, tuple)) and depth:
+        items = [_shallow(item, depth - 1) for item in value]
+        return type(value)._make(items) if hasattr(value, "_make") else type(value)(items)
+    if type(value) is dict and depth:
+        return {key: _shallow(item, depth - 1) for key, item in value.items()}
+    return opaque(value)
 
 
 class _Done:

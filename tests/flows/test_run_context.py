@@ -1,13 +1,19 @@
-"""The RunContext is every stage task's parameter: Prefect walks it (to record task
-inputs) while other tasks of the run use it."""
+"""What Prefect does with stage tasks' parameters: the RunContext, every stage task's
+parameter, is walked (to record task inputs) while other tasks of the run use it; large
+inputs are resolved, not walked."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from prefect import flow, get_client
+from prefect.utilities import collections
 from prefect.utilities.collections import visit_collection
 from pydantic import BaseModel
 
 from mirflow.core.cluster import DaskPool
 from mirflow.core.store import ArtifactStore
+from tasks.common import task
 from tasks.runtime import RunContext
 
 
@@ -35,3 +41,44 @@ def test_prefect_walks_the_context_while_another_task_hashes_its_code(tmp_path):
 
     visit_collection(ctx, another_task_starts, return_data=False)  # raised "dictionary changed size during iteration"
     assert ctx.code_hash(_first_stage) == first and ctx.code_hash(_second_stage) != first
+
+
+@dataclass(frozen=True)
+class _Shard:
+    files: tuple[str, ...]
+
+
+def test_stage_tasks_take_large_inputs_without_prefect_walking_them(prefect_server, monkeypatch):
+    """Prefect walks a task's arguments to their last element (twice per task run); stage
+    tasks let it resolve and link each value, not walk into it: an unchanged re-run's
+    time grew with the number of input files. The UI still shows which task a value came from."""
+    visits = []
+    walk = collections.visit_collection
+
+    def counted(expr, *args, **kwargs):
+        visits.append(1)
+        return walk(expr, *args, **kwargs)
+
+    monkeypatch.setattr(collections, "visit_collection", counted)
+
+    @task()
+    def plan() -> list[_Shard]:
+        return [_Shard(tuple(f"clip{i}.wav" for i in range(j, 3000, 3))) for j in range(3)]
+
+    @task()
+    def count_files(shards: list[_Shard], calls: list[tuple[_Shard, int]]) -> int:
+        return sum(len(shard.files) for shard in shards) + sum(len(shard.files) * k for shard, k in calls)
+
+    @flow
+    def run() -> tuple[int, int, str]:
+        shards = plan()
+        visits.clear()
+        state = count_files(shards, [(shard, 1) for shard in shards], return_state=True)
+        return state.result(), len(visits), state.state_details.task_run_id
+
+    total, walked, task_run_id = run()
+    assert total == 6000
+    assert walked < 100  # walked to the last file name: > 12,000
+    with get_client(sync_client=True) as client:
+        inputs = client.read_task_run(task_run_id).task_inputs
+    assert [type(source).__name__ for source in inputs["shards"]] == ["TaskRunResult"]
