@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from mirflow.core.errors import ConfigError
+from mirflow.core.sparse import is_sparse
 from mirflow.stages.splits import validate_split
 
 KINDS = ("standard", "minmax", "maxabs")
@@ -95,9 +95,11 @@ def fit_scaler_on_train(
 def apply_scaler(scaler: FittedScaler, X):
     """Scaled float32 copy of X, of the same kind (array, DataFrame or sparse CSR)."""
     _check_columns(scaler, X)
-    if sp.issparse(X):
+    if is_sparse(X):
         if np.any(scaler.center != 0):
             raise ConfigError("scaler was fitted with centring (dense data); it cannot keep this sparse X sparse")
+        import scipy.sparse as sp
+
         return (sp.csr_matrix(X, dtype=np.float32) @ sp.diags((1.0 / scaler.scale).astype(np.float32))).tocsr()
     values = np.asarray(X, dtype=np.float32)
     scaled = (values - scaler.center.astype(np.float32)) / scaler.scale.astype(np.float32)
@@ -109,7 +111,7 @@ def fill_missing_with_train_mean(X, split: pd.Series) -> tuple[np.ndarray | pd.D
     value): sklearn's ``SimpleImputer`` fitted on the training rows."""
     from sklearn.impute import SimpleImputer  # here: the CLI's light commands import this module
 
-    if sp.issparse(X):
+    if is_sparse(X):
         raise ConfigError("fill_missing_with_train_mean takes dense X (numpy or DataFrame), got a sparse matrix")
     train, _ = _train_rows(X, split, None)
     values = np.asarray(X, dtype=np.float64)
@@ -174,7 +176,9 @@ def _train_rows(X, split: pd.Series, row_ids: Sequence | None) -> tuple[np.ndarr
 
 
 def _rows(X, mask: np.ndarray):
-    if sp.issparse(X):
+    if is_sparse(X):
+        import scipy.sparse as sp
+
         return sp.csr_matrix(X, dtype=np.float64)[np.flatnonzero(mask)]
     return np.asarray(X)[mask].astype(np.float64)
 
@@ -183,7 +187,7 @@ def _column_stats(X, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """(center, scale) per column, in float64: the statistics of the sklearn scaler of
     this kind. Dense X (every run's leakage audit) with sklearn's own formulas in numpy
     (tests check them against sklearn): importing sklearn cost an unchanged re-run ~1 s."""
-    if sp.issparse(X):
+    if is_sparse(X):
         return _sparse_column_stats(X, kind)
     if np.isinf(X).any():  # sklearn's check: the statistics would be inf or NaN
         raise ValueError("Input X contains infinity or a value too large for dtype('float64').")

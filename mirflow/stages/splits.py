@@ -23,13 +23,17 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 from mirflow.core.errors import ConfigError
+from mirflow.core.sparse import is_sparse
 from mirflow.core.store import ArtifactRef, ArtifactStore, ArtifactWriter
 from mirflow.stages.featuresets import FeatureSet
 
@@ -160,10 +164,11 @@ def _check_fractions(fractions: Sequence[float]) -> np.ndarray:
 
 def _prepare(labels, groups) -> tuple[pd.Index, np.ndarray, sp.csr_matrix]:
     """Row index, group code per row, and rows x labels indicator (CSR)."""
+    import scipy.sparse as sp  # here: a cached re-run computes no split (mirflow.core.sparse)
     source = labels if labels is not None else groups
     if source is None:
         raise ConfigError("labels and groups are both None: nothing says how many rows there are")
-    n_rows = source.shape[0] if sp.issparse(source) else len(source)
+    n_rows = source.shape[0] if is_sparse(source) else len(source)
     index = next((v.index for v in (labels, groups) if isinstance(v, (pd.Series, pd.DataFrame))), None)
     index = pd.RangeIndex(n_rows) if index is None else index
     if index.has_duplicates:
@@ -188,7 +193,7 @@ def _aligned(values, index: pd.Index, name: str) -> np.ndarray:
                 raise ConfigError(f"{name} is indexed by other row ids than the split/labels")
             values = values.reindex(index)
         return values.to_numpy()
-    if sp.issparse(values) or isinstance(values, np.ndarray):
+    if is_sparse(values) or isinstance(values, np.ndarray):
         array = values
     else:  # a list: keep label lists as objects even when all have equal length
         array = np.empty(len(values), dtype=object)
@@ -200,8 +205,9 @@ def _aligned(values, index: pd.Index, name: str) -> np.ndarray:
 
 def _label_matrix(labels, index: pd.Index) -> sp.csr_matrix:
     """Rows x labels 0/1 indicator from single labels, label lists, or an indicator."""
+    import scipy.sparse as sp
     values = _aligned(labels, index, "labels")
-    if sp.issparse(values) or (isinstance(values, np.ndarray) and values.ndim == 2):
+    if is_sparse(values) or (isinstance(values, np.ndarray) and values.ndim == 2):
         return (sp.csr_matrix(values) != 0).astype(np.float64).tocsr()
     if len(values) and isinstance(values[0], (list, tuple, set, frozenset, np.ndarray)):
         rows = [(i, label) for i, row in enumerate(values) for label in row]
@@ -222,6 +228,7 @@ def _assign_groups(
     group_codes: np.ndarray, label_matrix: sp.csr_matrix, fractions: np.ndarray, seed: int, unit: str
 ) -> np.ndarray:
     """Part index per row: whole groups assigned greedily towards ``fractions`` of rows."""
+    import scipy.sparse as sp
     n_groups = int(group_codes.max()) + 1 if len(group_codes) else 0
     parts = [int(p) for p in np.flatnonzero(fractions > 0)]
     if n_groups < len(parts):

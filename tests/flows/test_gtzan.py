@@ -145,7 +145,7 @@ def test_unchanged_rerun_in_a_second_process_is_all_cache_hits(prefect_server, w
     gtzan(params=p)  # the run to repeat: all cached when the first-run test ran in this session (not in `-m heavy`)
     # `mirflow run gtzan …`, then which heavy libraries it loaded: a cached re-run needs none
     command = ("import sys; from mirflow.cli import main; code = main(sys.argv[1:]); "
-               "print('loaded', *[m for m in ('torch', 'sklearn', 'dask', 'distributed') if m in sys.modules]); sys.exit(code)")
+               "print('loaded', *[m for m in ('torch', 'sklearn', 'scipy', 'dask', 'distributed') if m in sys.modules]); sys.exit(code)")
     cli = [sys.executable, "-c", command, "run", "gtzan", *cli_options(p)]
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}  # the test's server, to read its task runs
     done = subprocess.run(cli, capture_output=True, text=True, timeout=600, env=env)
