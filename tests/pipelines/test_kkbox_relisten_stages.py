@@ -221,3 +221,15 @@ def test_report_loss_leaves_lr_1e_1_stuck_at_chance_while_1e_2_learns(stages):
     (stuck, stuck_loss), (learns, _), (stable, _) = train(1e-1, "sigmoid"), train(1e-2, "sigmoid"), train(1e-1, "logits")
     assert abs(stuck - 0.5) < 0.02 and min(stuck_loss[1:]) >= stuck_loss[0], (stuck, stuck_loss)
     assert learns > 0.55 and stable > 0.55, (learns, stable)
+
+
+def test_convergence_figure_keeps_every_rate_readable_next_to_a_saturated_one():
+    from mirflow.pipelines.kkbox_relisten.evaluate import convergence_figure
+
+    grid = [{"lr": lr, "diverged": False, "history": [{"epoch": e, "val_loss": loss * e, "val_metric": 0.6}
+                                                      for e in (1, 2, 3)]}
+            for lr, loss in ((0.1, 1165.8), (0.001, 0.62))]
+    loss_axes = convergence_figure(grid).axes[0]
+    assert loss_axes.get_yscale() == "log"  # linear: 0.6 next to 3,500 is a flat line at zero
+    low, high = loss_axes.get_ylim()
+    assert low < 0.62 and high > 3497

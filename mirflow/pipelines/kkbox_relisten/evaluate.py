@@ -111,6 +111,12 @@ def convergence_png(grid: list[dict]) -> bytes:
     """Validation loss and accuracy per epoch, one line per learning rate (report 002's figure 2)."""
     import io
 
+    buffer = io.BytesIO()
+    convergence_figure(grid).savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def convergence_figure(grid: list[dict]):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -122,9 +128,9 @@ def convergence_png(grid: list[dict]) -> bytes:
         label = f"lr {entry['lr']:g}" + (" (diverged)" if entry["diverged"] else "")
         loss_axes.plot(epochs, [h["val_loss"] if math.isfinite(h["val_loss"]) else np.nan for h in entry["history"]], marker=".", label=label)
         accuracy_axes.plot(epochs, [h["val_metric"] for h in entry["history"]], marker=".", label=label)
-    loss_axes.set(xlabel="epoch", ylabel="validation loss (BCE)", title="(a) convergence")
+    # Log scale: a rate that saturates the sigmoid reaches losses in the thousands (the
+    # validation BCE is computed from logits, unclamped) and flattened the other rates' curves.
+    loss_axes.set(xlabel="epoch", ylabel="validation loss (BCE, log scale)", title="(a) convergence", yscale="log")
     accuracy_axes.set(xlabel="epoch", ylabel="validation accuracy", title="(b) accuracy")
     loss_axes.legend()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
+    return figure
