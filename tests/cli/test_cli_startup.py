@@ -80,7 +80,7 @@ def test_light_commands_and_flow_imports_load_no_heavy_library(tmp_path):
             main([*argv, *(["--store", {str(tmp_path)!r}] if argv[0] != "data" else [])])
             light[argv[0]] = sorted(m for m in {LIGHT_HEAVY!r} if m in sys.modules)
         import flows.gtzan
-        flow = sorted(m for m in ("torch", "sklearn", "matplotlib") if m in sys.modules)
+        flow = sorted(m for m in ("torch", "sklearn", "scipy", "matplotlib") if m in sys.modules)
         print(json.dumps({{"light": light, "flow": flow}}))
     """)
     assert result["light"] == {"help": [], "runs": [], "store": [], "data": []}
