@@ -10,6 +10,7 @@ from mirflow.core.fingerprint import file_fingerprint
 from mirflow.core.store import ArtifactRef
 from mirflow.datasets import cifar100
 from mirflow.pipelines.cnn_benchmark import benchmark, images, logmels
+from mirflow.pipelines.cnn_benchmark.params import model_spec, train_config
 from tasks.common import STAGE_DEFAULTS, UNCACHED, task
 from tasks.runtime import RunContext, data_dir_or_demo, run_logger, run_stage
 
@@ -45,19 +46,23 @@ def benchmark_model(ctx: RunContext, image_set: ArtifactRef, normalisation: Arti
         n_classes, channels = len(logmels.open_logmel_run(ctx.store, params.features_from).classes), 1
     else:
         n_classes, channels = cifar100.N_FINE if params.label == "fine" else cifar100.N_COARSE, 3
-    spec = {"name": model, "n_classes": n_classes, "in_channels": channels}
-    if model not in ("allcnn_c", "resnet20"):
-        spec["stem"] = params.stem
-    config = {"optimizer": "sgd", "lr": params.lr, "momentum": params.momentum, "weight_decay": params.weight_decay,
-              "scheduler": "step", "step_epochs": params.lr_step_epochs, "plateau_factor": params.lr_step_factor,
-              "batch_size": params.batch_sizes.get(model, params.batch_size), "max_epochs": params.max_epochs,
-              "patience": params.max_epochs, "seed": params.seed}
+    spec, config = model_spec(params, model, n_classes, channels), train_config(params, model)
     settings = {"image_size": params.image_size, "threads": params.threads, "batches": params.inference_batches,
                 "pretrained": params.pretrained.get(model)}
     inputs = {"images": image_set.key, "normalisation": normalisation.key}
     return run_stage(ctx, "train", benchmark.write_benchmark, {"spec": spec, "config": config, **settings}, inputs,
                      (ctx.store, image_set, normalisation, spec, config, settings), on_dask=True,
                      label=f"train[{model}]")
+
+
+def data_note(params) -> str:
+    """The report's line on what the models saw."""
+    if params.features_from:
+        return (f"Data: the log-mel spectrograms of gtzan run `{params.features_from}` "
+                f"(1 x 128 bands x {logmels.CROP_FRAMES} frames crops), in that run's own train/validation/test split.")
+    source = (f"CIFAR-100 from `{params.data_dir}`" if params.data_dir else
+              f"a generated CIFAR-format demo set ({params.demo_images} images, {params.demo_classes} classes)")
+    return f"Data: {source}, {params.label} labels, images at {params.image_size or 32}x{params.image_size or 32}."
 
 
 @task(**UNCACHED)
@@ -74,7 +79,7 @@ def collect_benchmark(ctx: RunContext, results: dict[str, ArtifactRef], normalis
     hardware = {"devices": sorted({r["device"] for r in found.values()}),
                 "torch_threads": sorted({r["torch_threads"] for r in found.values()}), "cpu_count": os.cpu_count(),
                 "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
-    outputs = runs.RunOutputs(metrics, extra={"hardware": hardware})
+    outputs = runs.RunOutputs(metrics, extra={"hardware": hardware}, notes=[data_note(ctx.params)])
     outputs.files["ball_chart.png"] = benchmark.ball_chart_png(metrics)
     outputs.files["cost_table.png"] = benchmark.cost_table_png(metrics)
     outputs.files["accuracy_over_epochs.png"] = benchmark.accuracy_curves_png({m: r["history"] for m, r in found.items()})

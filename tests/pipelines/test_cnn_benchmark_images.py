@@ -91,3 +91,20 @@ def test_inference_batches_start_over_at_the_end_of_the_test_set():
 
     source = images.ImageBatches(np.zeros((5, 3, 4, 4), np.uint8), np.arange(5), 2, [0.0] * 3, [1.0] * 3)
     assert [len(x) for x in _repeated(source, 5)] == [2, 2, 1, 2, 2]
+
+
+def test_a_part_of_the_set_is_read_batch_by_batch_from_the_memory_map(tmp_path):
+    """The train job's batches read their rows from the mapped arrays: a copy of the part would hold the set twice."""
+    from mirflow.pipelines.cnn_benchmark.measure import _batches
+
+    pixels = np.random.default_rng(1).integers(0, 256, (9, 3, 4, 4), dtype=np.uint8)
+    split = np.array([images.TRAIN, images.TEST] * 4 + [images.TRAIN], dtype=np.int8)
+    for name, array in ((images.IMAGES, pixels), (images.LABELS, np.arange(9)), (images.SPLIT, split)):
+        np.save(tmp_path / name, array)
+    job = {"arrays": str(tmp_path), "image_size": None, "mean": [0.0] * 3, "std": [1.0] * 3, "config": {"seed": 0}}
+    test = _batches(job, images.TEST, 3)
+    assert isinstance(test.images, np.memmap)
+    x, y = next(iter(test))
+    assert y.tolist() == [1, 3, 5]
+    torch.testing.assert_close(x, torch.from_numpy(pixels[[1, 3, 5]]).float() / 255)
+    assert sorted(torch.cat([y for _, y in _batches(job, images.TRAIN, 2, training=True)]).tolist()) == [0, 2, 4, 6, 8]

@@ -5,56 +5,22 @@ that is missing, not gtzan, or without log-mels."""
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 import pytest
+from gtzan_runs import GENRES, N_MELS, write_gtzan_run
 
 from mirflow.core.errors import ConfigError
 from mirflow.core.store import ArtifactRef, ArtifactStore
 from mirflow.pipelines.cnn_benchmark import images, logmels
 from mirflow.pipelines.cnn_benchmark.params import CnnBenchmarkParams
-from mirflow.pipelines.gtzan.params import GtzanParams
-from mirflow.runs import RunOutputs, write_run
-from mirflow.stages.featuresets import TABLE, FeatureSet
-from mirflow.stages.splits import read_split, write_split
-
-GENRES = ("blues", "jazz", "rock")
-N_MELS = 128
-
-
-def _shard(rows: int, with_logmel: bool, seed: int) -> pa.Table:
-    """A gtzan-format shard: identity columns and, per row, a log-mel of 100-200 frames whose level is its genre."""
-    rng = np.random.default_rng(seed)
-    labels = [GENRES[i % len(GENRES)] for i in range(rows)]
-    ids = [f"{label}.{seed:02d}{i:03d}" for i, label in enumerate(labels)]
-    columns = {"row_id": ids, "clip_id": ids, "label": labels, "group": ids}
-    if with_logmel:
-        frames = rng.integers(100, 200, rows)
-        columns["logmel"] = [np.full(N_MELS * f, -10.0 * GENRES.index(g), dtype=np.float32) for f, g in zip(frames, labels)]
-        columns["logmel_frames"] = pa.array(frames, pa.int32())
-    return pa.table(columns)
-
-
-def _run(store: ArtifactStore, run_id: str, flow: str, with_logmel: bool = True) -> None:
-    shards = []
-    for i in range(2):
-        ref = ArtifactRef("extract", f"{run_id}-shard{i}")
-        with store.writing(ref) as writer:
-            writer.write_parquet(TABLE, _shard(18, with_logmel, seed=i))
-        shards.append(ref)
-    split = ArtifactRef("split", f"{run_id}-split")
-    with store.writing(split) as writer:
-        write_split(writer, FeatureSet(store, tuple(shards)), (0.6, 0.2, 0.2), 0, None, None)
-    stages = [{"stage": "extract", "label": f"extract[{i}]", "key": ref.key, "inputs": ref.key, "status": "computed"} for i, ref in enumerate(shards)]
-    stages.append({"stage": "split", "label": "split", "key": split.key, "inputs": "", "status": "computed"})
-    write_run(store, run_id, flow, GtzanParams(), stages, RunOutputs({}))
+from mirflow.stages.splits import read_split
 
 
 @pytest.fixture(scope="module")
 def runs_store(tmp_path_factory):
     store = ArtifactStore(str(tmp_path_factory.mktemp("gtzan_runs") / "store"))
-    _run(store, "20260101-000000-gtzan-aaaaaa", "gtzan")
-    _run(store, "20260101-000000-msd_hotness-bbbbbb", "msd_hotness")
-    _run(store, "20260101-000000-gtzan-cccccc", "gtzan", with_logmel=False)
+    write_gtzan_run(store, "20260101-000000-gtzan-aaaaaa", "gtzan")
+    write_gtzan_run(store, "20260101-000000-msd_hotness-bbbbbb", "msd_hotness")
+    write_gtzan_run(store, "20260101-000000-gtzan-cccccc", "gtzan", with_logmel=False)
     return store
 
 

@@ -45,7 +45,7 @@ def _arrays(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _batches(job: dict, part: int, batch_size: int, training: bool = False) -> ImageBatches:
     images, labels, split = _arrays(Path(job["arrays"]))
     rows = np.flatnonzero(split == part)
-    return ImageBatches(images[rows], np.asarray(labels[rows]), batch_size, job["mean"], job["std"],
+    return ImageBatches(images, np.asarray(labels[rows]), batch_size, job["mean"], job["std"], rows=rows,
                         size=job["image_size"], crop=training and job["image_size"] is not None,
                         shuffle=training, seed=job["config"]["seed"])
 
