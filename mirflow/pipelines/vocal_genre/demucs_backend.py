@@ -95,12 +95,17 @@ def _model(weights: str, fingerprint: str):
     return model.eval()
 
 
+def load_model(weights: str):
+    """The checkpoint's model, loaded once per process while its files are unchanged."""
+    return _model(weights, checkpoint_fingerprint(weights))
+
+
 def separate_file(path: str, weights: str, sr: int) -> dict[str, np.ndarray]:
     """``STEMS`` of the song at ``path`` as mono float32 waveforms at ``sr`` Hz."""
     import torch
     from demucs_infer.apply import apply_model
 
-    model = _model(weights, checkpoint_fingerprint(weights))
+    model = load_model(weights)
     y = load_audio(path, model.samplerate)  # mono; a stereo model gets it on every channel
     mix = torch.from_numpy(y)[None].expand(model.audio_channels, -1)
     # Demucs's own normalisation (demucs_infer.api.Separator.separate_tensor); shifts=0: no
