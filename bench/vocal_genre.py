@@ -12,8 +12,8 @@
    every song: the stored ones settled in one task run, the new ones separated on Dask)
    against its cold time, both timed around that call in the flow. Both runs use one
    local Dask cluster started beforehand (2 workers, 1 thread each), so the cluster's
-   start-up and its workers' imports count in neither. Training re-runs (1 epoch of the zoo's `cnn`, 2 folds).
-   Target: <= 0.2x.
+   start-up and its workers' imports count in neither. Training re-runs (1 epoch of the
+   zoo's `cnn`, 2 folds). Target: <= 0.2x.
 
     python -m bench.run_all --only vocal_genre [--quick]
 """

@@ -10,9 +10,10 @@ A neural one where a user has a checkpoint: ``demucs`` (``demucs_backend``) give
 ``vocals`` and ``accompaniment`` instead of REPET-SIM, and ``drums``, ``bass``, ``other``.
 
 By default a stem's log-mel comes from its masked STFT (no inverse STFT and
-re-analysis). Demucs's stems are waveforms, always analysed again. ``resynthesize=True`` inverts the masked STFT to a waveform and analyses
+re-analysis). ``resynthesize=True`` inverts the masked STFT to a waveform and analyses
 that again, as report 004 did with Spleeter's audio; the two differ by design (the STFT
-of an inverted masked STFT is not the masked STFT: masking is not consistent).
+of an inverted masked STFT is not the masked STFT: masking is not consistent). Demucs's
+stems are waveforms: always analysed again.
 """
 
 from __future__ import annotations
