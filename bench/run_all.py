@@ -20,7 +20,7 @@ import time
 import warnings
 
 BENCHMARKS = ("features", "workers", "overhead", "rerun", "memory", "msd_etl", "acousticbrainz_etl", "kkbox_scale", "kkbox_serving",
-              "kkbox_scoring", "cnn_benchmark")
+              "kkbox_scoring", "cnn_benchmark", "vocal_genre")
 
 
 def _quiet() -> None:

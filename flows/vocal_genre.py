@@ -31,7 +31,8 @@ def vocal_genre(params: VocalGenreParams = VocalGenreParams(), explain: bool = F
     try:
         songs = discover_songs(ctx)
         variants = plan_variants(params)
-        separators = list(dict.fromkeys(separator_of(v.stem) for v in variants))
+        demucs = params.demucs_weights is not None
+        separators = list(dict.fromkeys(separator_of(v.stem, demucs) for v in variants))
         ctx.progress.expect("separate", len(songs) * len(separators))
         calls = [(song, sep, i) for sep in separators for i, song in enumerate(songs)]
         refs = iter(run_shard_tasks(ctx, separate_song, calls))  # stored songs settled in one task run
@@ -40,7 +41,7 @@ def vocal_genre(params: VocalGenreParams = VocalGenreParams(), explain: bool = F
         failures = quarantined(ctx, fold_set, len(songs))
         audit_song_folds(ctx, fold_set)
         classes = len({song["label"] for song in songs})
-        futures = {v: [train_variant.submit(ctx, separated[separator_of(v.stem)], fold_set, v, k, classes)
+        futures = {v: [train_variant.submit(ctx, separated[separator_of(v.stem, demucs)], fold_set, v, k, classes)
                        for k in range(params.folds)] for v in variants}
         trained = {v: [f.result() for f in fs] for v, fs in futures.items()}
         inputs = {"songs": len(songs), "stem": params.stem, "resynthesize": params.resynthesize, "folds": params.folds,

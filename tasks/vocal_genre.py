@@ -12,7 +12,7 @@ from mirflow.core.errors import ConfigError, MirflowError
 from mirflow.core.fingerprint import file_fingerprint
 from mirflow.core.store import ArtifactRef
 from mirflow.datasets import gtzan
-from mirflow.pipelines.vocal_genre import demo, evaluate, folds, separation, train
+from mirflow.pipelines.vocal_genre import demo, demucs_backend, evaluate, folds, separation, train
 from mirflow.pipelines.vocal_genre.variants import Variant, augment_settings
 from tasks.common import STAGE_DEFAULTS, UNCACHED, task
 from tasks.runtime import RunContext, data_dir_or_demo, run_logger, run_stage
@@ -43,9 +43,14 @@ def separate_song(ctx: RunContext, song: dict, separator: str | None, index: int
     """One song's stems of ``separator`` as slices, on Dask; keyed by the song's content, so
     adding songs separates only the new ones."""
     settings = slice_settings(ctx)
-    params = {"separator": separator, "settings": dataclasses.asdict(settings), "resynthesize": ctx.params.resynthesize}
+    weights = ctx.params.demucs_weights if separator == "demucs" else None
+    resynthesize = ctx.params.resynthesize and separator != "demucs"  # Demucs's waveforms are always re-analysed
+    params = {"separator": separator, "settings": dataclasses.asdict(settings), "resynthesize": resynthesize}
+    if weights:  # the checkpoint's content and the package running it, not the path
+        params["demucs"] = {"weights": demucs_backend.checkpoint_fingerprint(weights),
+                            "demucs_infer": demucs_backend.package_version()}
     return run_stage(ctx, "separate", separation.write_separated_song, params, (song["rel_path"], song["fingerprint"]),
-                     (song["path"], separator, settings, ctx.params.resynthesize), on_dask=True,
+                     (song["path"], separator, settings, resynthesize, weights), on_dask=True,
                      label=f"separate[{song['clip_id']}, {separator or 'mix'}]", size=1)
 
 

@@ -86,6 +86,9 @@ MUTATIONS = {
     "the REPET-SIM soft mask": (
         "pipelines/vocal_genre/separation.py", "    residual = magnitude - repeating\n",
         "    residual = np.maximum(magnitude - repeating, 0)\n", {"vocal/separate"}),
+    "the Demucs backend's accompaniment": (
+        "pipelines/vocal_genre/demucs_backend.py", 'if name != "vocals")', 'if name not in ("vocals",))',
+        {"vocal/separate"}),
     "a zoo model the benchmark trains in a subprocess": (
         "models/resnet.py", "class CifarResNet20(", "class CifarResNet20(  # edited\n", MODEL_USERS),
     "training code": (

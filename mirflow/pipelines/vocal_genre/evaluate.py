@@ -165,9 +165,13 @@ def _ensemble_note(combined: dict) -> str:
 
 
 def _method_note(params: VocalGenreParams) -> str:
-    separator = separator_of(params.stem) or "none (the unseparated mix)"
-    how = "re-analysed from the resynthesized waveform (--resynthesize)" if params.resynthesize \
-        else "computed from the separator's masked STFT (no resynthesis)"
+    separator = separator_of(params.stem, params.demucs_weights is not None) or "none (the unseparated mix)"
+    if separator == "demucs":
+        separator, how = f"demucs, checkpoint {params.demucs_weights}", "analysed from Demucs's separated waveforms"
+    elif params.resynthesize:
+        how = "re-analysed from the resynthesized waveform (--resynthesize)"
+    else:
+        how = "computed from the separator's masked STFT (no resynthesis)"
     return (f"Stem `{params.stem}` (separator: {separator}); log-mels {how}. {params.folds}-fold song-level "
             "stratified cross-validation: `test` metrics are out of fold (each song scored once, by the model that never "
             "saw it); `song_*` (the headline) average a song's slice probabilities, the others score slices alone. "

@@ -10,7 +10,7 @@ from mirflow.core.errors import ConfigError
 from mirflow.core.params import RunParams
 
 Stage = Literal["separate", "folds", "train"]
-StemName = Literal["vocals", "accompaniment", "harmonic", "percussive", "mix"]
+StemName = Literal["vocals", "accompaniment", "harmonic", "percussive", "drums", "bass", "other", "mix"]
 ModelName = Literal["resnet20", "cnn", "allcnn_c", "resnet18", "mobilenet_v2", "resnext50_32x4d", "densenet201"]
 ABLATION_STEMS = ("vocals", "accompaniment", "mix")
 
@@ -21,7 +21,11 @@ class VocalGenreParams(RunParams):
 
     force: list[Stage] = Field(default_factory=list, description="Stages to re-run even when their artifacts are cached.")
     stem: StemName = Field("vocals", description="What the models see: a REPET-SIM stem (vocals, accompaniment), "
-                                                  "an HPSS stem (harmonic, percussive) or the unseparated mix.")
+                                                  "an HPSS stem (harmonic, percussive), a Demucs stem (with "
+                                                  "demucs_weights: also drums, bass, other) or the unseparated mix.")
+    demucs_weights: str | None = Field(None, description="A local Demucs checkpoint (.th file, or a folder with one model "
+                                                         "or one bag: htdemucs.yaml and its .th): vocals and accompaniment "
+                                                         "come from Demucs instead of REPET-SIM. Needs demucs-infer.")
     resynthesize: bool = Field(False, description="Invert the masked STFT to audio and analyse that again (report 004 "
                                                   "with Spleeter's output); default: log-mel of the masked STFT.")
     folds: int = Field(5, ge=2, le=20, description="Song-level stratified k-fold: each song is tested once, by the "
@@ -74,5 +78,13 @@ class VocalGenreParams(RunParams):
             from mirflow.datasets import gtzan
 
             gtzan.discover(self.data_dir)  # the <genre>/<song>.<ext> layout, or a ConfigError saying what to fix
+        if self.demucs_weights is not None:
+            from mirflow.pipelines.vocal_genre import demucs_backend
+
+            demucs_backend.package_version()
+            demucs_backend.checkpoint_files(self.demucs_weights)
+        from mirflow.pipelines.vocal_genre.separation import separator_of
+
+        separator_of(self.stem, demucs=self.demucs_weights is not None)  # a Demucs-only stem needs its weights
         if self.pretrained is not None and not (self.pretrained.strip()):
             raise ConfigError("pretrained is empty: give a run folder, a run id or a state dict file")

@@ -6,11 +6,14 @@ Two separators, both on the magnitude STFT with soft masks, no model weights:
   frames at least ``min_repeat_seconds`` apart) estimates it; what does not repeat is
   the ``vocals`` foreground.
 - ``hpss`` (Fitzgerald 2010, ``librosa.decompose.hpss``): ``harmonic`` and ``percussive``.
+A neural one where a user has a checkpoint: ``demucs`` (``demucs_backend``) gives
+``vocals`` and ``accompaniment`` instead of REPET-SIM, and ``drums``, ``bass``, ``other``.
 
 By default a stem's log-mel comes from its masked STFT (no inverse STFT and
 re-analysis). ``resynthesize=True`` inverts the masked STFT to a waveform and analyses
 that again, as report 004 did with Spleeter's audio; the two differ by design (the STFT
-of an inverted masked STFT is not the masked STFT: masking is not consistent).
+of an inverted masked STFT is not the masked STFT: masking is not consistent). Demucs's
+stems are waveforms: always analysed again.
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ from mirflow.core.errors import ConfigError, DataError
 from mirflow.core.numba_cache import ensure_compiled
 from mirflow.core.store import ArtifactRef, ArtifactStore, ArtifactWriter
 from mirflow.io.audio import load_audio
+from mirflow.pipelines.vocal_genre import demucs_backend
 
 SEPARATORS: dict[str, tuple[str, str]] = {
     "repet_sim": ("vocals", "accompaniment"),
     "hpss": ("harmonic", "percussive"),
+    "demucs": demucs_backend.STEMS,
 }
-STEMS = ("vocals", "accompaniment", "harmonic", "percussive", "mix")
+STEMS = ("vocals", "accompaniment", "harmonic", "percussive", "drums", "bass", "other", "mix")
 
 
 @dataclass(frozen=True)
@@ -51,11 +56,17 @@ class SliceSettings:
     mask_power: float = 2.0
 
 
-def separator_of(stem: str) -> str | None:
-    """The separator producing ``stem`` (None for the unseparated ``mix``)."""
+def separator_of(stem: str, demucs: bool = False) -> str | None:
+    """The separator producing ``stem`` (None for the unseparated ``mix``); ``demucs``: a
+    Demucs checkpoint is given, and separates every stem it has."""
     if stem not in STEMS:
         raise ConfigError(f"stem {stem!r} is unknown; choose one of {', '.join(STEMS)}")
-    return next((name for name, stems in SEPARATORS.items() if stem in stems), None)
+    if demucs and stem in SEPARATORS["demucs"]:
+        return "demucs"
+    separator = next((name for name, stems in SEPARATORS.items() if stem in stems), None)
+    if separator == "demucs":
+        raise ConfigError(f"stem {stem!r} comes from Demucs alone: give --demucs-weights PATH (a local checkpoint)")
+    return separator
 
 
 def repet_sim(stft: np.ndarray, settings: SliceSettings) -> dict[str, np.ndarray]:
@@ -102,6 +113,11 @@ def stem_log_mels(y: np.ndarray, stems: tuple[str, ...], settings: SliceSettings
     return {stem: _log_mel(separated[stem], len(y), settings, resynthesize) for stem in stems}
 
 
+def waveform_log_mel(y: np.ndarray, settings: SliceSettings) -> np.ndarray:
+    """``stem_log_mel`` of a stem separated as a waveform."""
+    return _log_mel(librosa.stft(y, n_fft=settings.n_fft, hop_length=settings.hop_length), len(y), settings, False)
+
+
 def _log_mel(stft: np.ndarray, length: int, settings: SliceSettings, resynthesize: bool) -> np.ndarray:
     if resynthesize:
         waveform = librosa.istft(stft, hop_length=settings.hop_length, n_fft=settings.n_fft, length=length)
@@ -131,19 +147,28 @@ def stems_of(separator: str | None) -> tuple[str, ...]:
     return SEPARATORS[separator] if separator else ("mix",)
 
 
-def write_separated_song(writer: ArtifactWriter, path: str, separator: str | None, settings: SliceSettings, resynthesize: bool) -> dict:
-    """Every stem of ``separator`` for the song at ``path``, as 3-s log-mel slices. An
-    unreadable song writes no slices: its summary says why (the flow quarantines it)."""
+def write_separated_song(writer: ArtifactWriter, path: str, separator: str | None, settings: SliceSettings,
+                         resynthesize: bool, demucs_weights: str | None = None) -> dict:
+    """Every stem of ``separator`` for the song at ``path``, as 3-s log-mel slices (``demucs``:
+    with the checkpoint ``demucs_weights``). An unreadable song writes no slices: its
+    summary says why (the flow quarantines it)."""
     try:
-        y = load_audio(path, settings.sr)
+        if separator == "demucs":
+            waves = demucs_backend.separate_file(path, demucs_weights, settings.sr)
+            log_mels = {stem: waveform_log_mel(wave, settings) for stem, wave in waves.items()}
+            seconds = len(waves["vocals"]) / settings.sr
+        else:
+            y = load_audio(path, settings.sr)
+            log_mels = stem_log_mels(y, stems_of(separator), settings, resynthesize=resynthesize)
+            seconds = len(y) / settings.sr
     except DataError as error:
         return {"slices": 0, "path": path, "failure": str(error)}
-    for stem, log_mel in stem_log_mels(y, stems_of(separator), settings, resynthesize=resynthesize).items():
+    for stem, log_mel in log_mels.items():
         slices = slice_log_mel(log_mel, settings)
         buffer = io.BytesIO()
         np.save(buffer, slices.astype(np.float16), allow_pickle=False)
         writer.write_bytes(SLICES.format(stem=stem), buffer.getvalue())
-    return {"slices": int(len(slices)), "seconds": round(len(y) / settings.sr, 3)}
+    return {"slices": int(len(slices)), "seconds": round(seconds, 3)}
 
 
 def read_slices(store: ArtifactStore, ref: ArtifactRef, stem: str) -> np.ndarray:
