@@ -7,7 +7,8 @@ set. Readers stream shard by shard so memory stays flat as the data grows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,20 +43,19 @@ class FeatureSet:
         row_ids: set[str] | None = None,
         batch_size: int = 64,
         shard_order: Sequence[int] | None = None,
+        read_shard: Callable[[int], Iterable[pd.DataFrame]] | None = None,
     ) -> Iterator[pd.DataFrame]:
-        """Stream rows (optionally only ``row_ids``) shard by shard, ``batch_size`` at a time."""
+        """Stream rows (optionally only ``row_ids``) shard by shard, ``batch_size`` at a time.
+        ``read_shard(index)``, when given, stands for `shard_frames` of the same arguments."""
         wanted = list(dict.fromkeys(["row_id", *columns]))
         order = range(len(self.shards)) if shard_order is None else shard_order
+        read = read_shard or (lambda index: self.shard_frames(index, wanted, row_ids, batch_size))
         pending: list[pd.DataFrame] = []
         pending_rows = 0
         for index in order:
-            for batch in self.store.iter_parquet_batches(self.shards[index], TABLE, wanted, batch_size=batch_size):
-                frame = batch.to_pandas()
-                if row_ids is not None:
-                    frame = frame[frame["row_id"].isin(row_ids)]
-                if len(frame):
-                    pending.append(frame)
-                    pending_rows += len(frame)
+            for frame in read(index):
+                pending.append(frame)
+                pending_rows += len(frame)
                 while pending_rows >= batch_size:
                     merged = pd.concat(pending, ignore_index=True)
                     yield merged.iloc[:batch_size]
@@ -63,6 +63,15 @@ class FeatureSet:
                     pending_rows = len(pending[0])
         if pending_rows:
             yield pd.concat(pending, ignore_index=True)
+
+    def shard_frames(self, index: int, columns: list[str], row_ids: set[str] | None, read_rows: int) -> Iterator[pd.DataFrame]:
+        """The non-empty frames of one shard's rows (only ``row_ids`` if given), ``read_rows`` read at a time."""
+        for batch in self.store.iter_parquet_batches(self.shards[index], TABLE, columns, batch_size=read_rows):
+            frame = batch.to_pandas()
+            if row_ids is not None:
+                frame = frame[frame["row_id"].isin(row_ids)]
+            if len(frame):
+                yield frame
 
 
 class FeatureBatchSource:
@@ -74,9 +83,16 @@ class FeatureBatchSource:
     read: a spectrogram's crop, not the stored spectrogram), so its memory depends on the
     model's input, not on clip length. Shards hold a hash-ordered mix of labels
     (``plan_shards``), so a window is already well mixed.
+
+    A source read a second time (the next epoch, or the next validation pass) keeps the
+    rows it reads in memory, shard by shard, while they stay under ``KEEP_BYTES``, and
+    reads the shards it kept from there afterwards: a small table (the AcousticBrainz
+    demo's 2,676 columns) is decoded from Parquet twice per training, not every epoch;
+    a large one streams as before, and a source read once keeps nothing.
     """
 
     SHUFFLE_WINDOW = 16
+    KEEP_BYTES = 64 * 2**20
 
     def __init__(
         self,
@@ -96,6 +112,9 @@ class FeatureBatchSource:
         # batch costs time per column, so wide tables read many rows at once.
         self.read_rows = read_rows or batch_size
         self._epoch = 0
+        self._passes = 0
+        self._kept: dict[int, list[pd.DataFrame]] | None = {}  # None: over KEEP_BYTES, stream
+        self._kept_bytes = 0
 
     def set_epoch(self, epoch: int) -> None:
         """The training loop calls this, so an epoch's order depends only on (seed, epoch)."""
@@ -105,19 +124,50 @@ class FeatureBatchSource:
         return len(self.row_ids)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        self._passes += 1
         if not self.shuffle:
-            for frame in self.features.iter_batches(self.columns, self.row_ids, self.read_rows):
+            for frame in self._frames():
                 for start in range(0, len(frame), self.batch_size):
                     yield self.to_xy(frame.iloc[start : start + self.batch_size])
             return
         rng = np.random.default_rng((self.seed, self._epoch))
         order = rng.permutation(len(self.features.shards))
         window = _ShuffleWindow()
-        for frame in self.features.iter_batches(self.columns, self.row_ids, self.read_rows, order):
+        for frame in self._frames(order):
             window.add(*self.to_xy(frame))
             if len(window) >= self.batch_size * self.SHUFFLE_WINDOW:
                 yield from window.drain(rng, self.batch_size, final=False)
         yield from window.drain(rng, self.batch_size, final=True)
+
+    def _frames(self, order: Sequence[int] | None = None) -> Iterator[pd.DataFrame]:
+        return self.features.iter_batches(self.columns, self.row_ids, self.read_rows, order, self._read_shard)
+
+    def _read_shard(self, index: int) -> Iterator[pd.DataFrame]:
+        if self._kept is not None and index in self._kept:
+            yield from self._kept[index]
+            return
+        wanted = list(dict.fromkeys(["row_id", *self.columns]))
+        keep = self._kept is not None and self._passes > 1
+        frames, size = [], 0
+        for frame in self.features.shard_frames(index, wanted, self.row_ids, self.read_rows):
+            if keep:
+                frames.append(frame)
+                size += _nbytes(frame)
+                keep = self._kept_bytes + size <= self.KEEP_BYTES
+            yield frame
+        if keep and self._kept is not None:
+            self._kept[index] = frames
+            self._kept_bytes += size
+        elif self._passes > 1:
+            self._kept = None  # a shard did not fit: stream every shard from now on
+
+
+def _nbytes(frame: pd.DataFrame) -> int:
+    """Memory of a frame's values, counting what object cells hold (a spectrogram array a row)."""
+    size = int(frame.memory_usage(index=False).sum())
+    for column in frame.columns[frame.dtypes == object]:
+        size += sum(v.nbytes if isinstance(v, np.ndarray) else sys.getsizeof(v) for v in frame[column])
+    return size
 
 
 class _ShuffleWindow:

@@ -148,6 +148,35 @@ def test_shuffled_batches_cover_the_rows_once_and_the_window_holds_model_inputs(
     assert epoch(1) == first and epoch(2) != first
 
 
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_a_source_read_again_keeps_a_small_table_in_memory_and_streams_a_large_one(features, monkeypatch, shuffle):
+    """Passes 1 and 2 read every shard from Parquet, later passes none while the rows fit
+    ``KEEP_BYTES`` (every pass, when they do not); the batches are those of a fresh source."""
+    from mirflow.stages.featuresets import FeatureBatchSource
+
+    reads = []
+    real_read = features.store.iter_parquet_batches
+    monkeypatch.setattr(features.store, "iter_parquet_batches", lambda ref, *a, **k: (reads.append(ref), real_read(ref, *a, **k))[1])
+    wanted = [f"{g}.{i:05d}" for g in ("blues", "jazz", "rock") for i in range(8)]
+
+    def source(keep_bytes: int) -> FeatureBatchSource:
+        made = FeatureBatchSource(features, ["f1", "logmel"], wanted, lambda f: (f[["f1"]].to_numpy(), f["row_id"].to_numpy()),
+                                  batch_size=5, shuffle=shuffle, seed=3, read_rows=4)
+        made.KEEP_BYTES = keep_bytes
+        return made
+
+    def epoch(made: FeatureBatchSource, number: int) -> list[list[str]]:
+        made.set_epoch(number)
+        return [list(ids) for _, ids in made]
+
+    expected = [epoch(source(0), number) for number in range(4)]
+    for keep_bytes, reads_per_shard in ((2**20, 2), (2000, 4)):  # ~3.3 kB with the arrays in the cells, 0.8 kB without
+        reads.clear()
+        kept = source(keep_bytes)
+        assert [epoch(kept, number) for number in range(4)] == expected
+        assert len(reads) == reads_per_shard * len(features.shards), keep_bytes
+
+
 def test_trained_model_file_rebuilds_the_trained_network_after_a_default_changes(features, monkeypatch):
     """The train stage's file records every constructor argument, so editing a model
     default later (here the MLP's activation, which keeps the weights' shapes) cannot
