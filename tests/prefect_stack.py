@@ -89,14 +89,20 @@ class Processes:
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, diagnostics: Callable[[], str] = lambda: "") -> Any:
-    """Poll ``condition`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
+    """Poll ``condition`` until it returns something truthy; fail naming ``what``. A poll the
+    server does not answer in time is one more poll, not a failure: with six flow runs going,
+    a server on SQLite once took over 30 s to answer a read (CI, 2 cores)."""
+    deadline, slow = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
-        value = condition()
+        try:
+            value = condition()
+        except httpx.TimeoutException as error:
+            value, slow = None, error
         if value:
             return value
         time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{diagnostics()}")
+    note = f" (last poll: {slow!r})" if slow else ""
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{note}\n{diagnostics()}")
 
 
 @dataclass
