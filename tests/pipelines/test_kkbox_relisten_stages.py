@@ -175,9 +175,11 @@ def test_scoring_input_errors_name_the_file_line_and_column(tmp_path):
 
 def test_endpoint_input_checks_name_row_and_field():
     row = {"msno": "u", "song_id": "s", "source_system_tab": None, "source_screen_name": "x", "source_type": "y"}
-    assert parse_rows(b'{"rows": [%s]}' % pd.Series(row).to_json().encode(), Limits())[0]["source_system_tab"] == ""
+    assert parse_rows(b'{"rows": [%s]}' % pd.Series(row).to_json().encode(), Limits())["source_system_tab"] == [""]
     cases = {b'{"rows": [{"msno": "u"}]}': "rows[0].song_id: missing", b'{"rows": 3}': '{"rows"', b"[": "not JSON",
-             b'{"rows": [{"msno": "u", "song_id": "s", "source_type": 5}]}': "rows[0].source_type: must be a string"}
+             b'{"rows": [{"msno": "u", "song_id": "s", "source_type": 5}]}': "rows[0].source_type: must be a string",
+             b'{"rows": [{"msno": "u", "song_id": "s"}, {"song_id": ""}, 4]}': "rows[1].msno: missing",  # the first, row by row
+             b'{"rows": [{"msno": "u", "song_id": "s"}, 4]}': "rows[1]: not an object"}
     for body, detail in cases.items():
         with pytest.raises(RequestError, match=re_escape(detail)) as error:
             parse_rows(body, Limits())
