@@ -9,9 +9,7 @@ scores, in-sample activations; Dask) → evaluate → report
 
 from __future__ import annotations
 
-from prefect import flow
-
-from flows.common import flow_options
+from flows.common import pipeline_flow
 from mirflow import runs
 from mirflow.pipelines.acousticbrainz_genre.networks import FULL
 from mirflow.pipelines.acousticbrainz_genre.params import AcousticBrainzParams
@@ -33,7 +31,7 @@ from tasks.run import finish_run, start_run
 from tasks.shards import collect_shards, plan_input_shards, run_shard_tasks
 
 
-@flow(name="acousticbrainz_genre", **flow_options())
+@pipeline_flow("acousticbrainz_genre")
 def acousticbrainz_genre(params: AcousticBrainzParams = AcousticBrainzParams(), explain: bool = False) -> dict:
     """Subtask 1 and stacked subtask 2 on AcousticBrainz low-level features; `explain` only reports what would re-run."""
     params.check_inputs()  # missing or mislaid data fails here, before a cluster starts

@@ -6,16 +6,14 @@ processes (one model at a time unless ``parallel``) → ball chart, cost table, 
 
 from __future__ import annotations
 
-from prefect import flow
-
-from flows.common import flow_options
+from flows.common import pipeline_flow
 from mirflow.pipelines.cnn_benchmark.params import CnnBenchmarkParams
 from mirflow.runs import Selection
 from tasks.cnn_benchmark import benchmark_model, collect_benchmark, fit_normalisation, load_images
 from tasks.run import finish_run, start_run
 
 
-@flow(name="cnn_benchmark", **flow_options())
+@pipeline_flow("cnn_benchmark")
 def cnn_benchmark(params: CnnBenchmarkParams = CnnBenchmarkParams(), explain: bool = False) -> dict:
     """Benchmark image CNNs on CIFAR-100 (or the generated demo set); `explain` only reports what would re-run."""
     params.check_inputs()

@@ -6,9 +6,7 @@ fit scaler on train → leakage audit → train (per model, Dask) → evaluate �
 
 from __future__ import annotations
 
-from prefect import flow
-
-from flows.common import flow_options
+from flows.common import pipeline_flow
 from mirflow.pipelines.gtzan.extract import audio_input_specs
 from mirflow.pipelines.gtzan.params import GtzanParams, segment_seconds
 from tasks.classify import audit_leakage, collect_classification_outputs, evaluate_model, fit_scaler_on_train, train_model
@@ -18,7 +16,7 @@ from tasks.shards import collect_shards, plan_input_shards, run_shard_tasks
 from tasks.split import fold_split, split_rows
 
 
-@flow(name="gtzan", **flow_options())
+@pipeline_flow("gtzan")
 def gtzan(params: GtzanParams = GtzanParams(), explain: bool = False) -> dict:
     """Genre classification on GTZAN-layout audio; `explain` only reports what would re-run."""
     params.check_inputs()  # missing or mislaid data fails here, before a cluster starts

@@ -8,9 +8,7 @@ consolidate (joins, coverage check) → split (chronological or random; cold-sta
 
 from __future__ import annotations
 
-from prefect import flow
-
-from flows.common import flow_options
+from flows.common import pipeline_flow
 from mirflow.pipelines.kkbox_relisten.params import KkboxRelistenParams
 from mirflow.runs import Selection
 from tasks.kkbox_relisten import (
@@ -26,7 +24,7 @@ from tasks.kkbox_relisten import (
 from tasks.run import finish_run, start_run
 
 
-@flow(name="kkbox_relisten", **flow_options())
+@pipeline_flow("kkbox_relisten")
 def kkbox_relisten(params: KkboxRelistenParams = KkboxRelistenParams(), explain: bool = False) -> dict:
     """Re-listen prediction on KKBOX tables; `explain` only reports what would re-run."""
     params.check_inputs()  # missing or mislaid data fails here, before a cluster starts

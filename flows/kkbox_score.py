@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
-from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from flows.common import flow_options
+from flows.common import pipeline_flow
 from mirflow.pipelines.kkbox_relisten.params import KkboxScoreParams
 from tasks.kkbox_relisten import score_rows
 
 
-@flow(name="kkbox_score", **flow_options())
+@pipeline_flow("kkbox_score")
 def kkbox_score(params: KkboxScoreParams, explain: bool = False) -> dict:
     """Score `params.input_csv` with the run `params.run`; `explain`: scoring caches nothing."""
     params.check_inputs()

@@ -7,9 +7,7 @@ Dask) → split by artist → design matrices per variant (Dask) → leakage aud
 
 from __future__ import annotations
 
-from prefect import flow
-
-from flows.common import flow_options
+from flows.common import pipeline_flow
 from mirflow.pipelines.msd_hotness.params import MsdHotnessParams
 from mirflow.pipelines.msd_hotness.linear import model_grid
 from mirflow.runs import Selection
@@ -29,7 +27,7 @@ from tasks.shards import collect_shards, plan_input_shards, run_shard_tasks
 from tasks.split import fold_split, split_rows
 
 
-@flow(name="msd_hotness", **flow_options())
+@pipeline_flow("msd_hotness")
 def msd_hotness(params: MsdHotnessParams = MsdHotnessParams(), explain: bool = False) -> dict:
     """Song-hotness regression on MSD song files; `explain` only reports what would re-run."""
     params.check_inputs()  # missing or mislaid data fails here, before a cluster starts

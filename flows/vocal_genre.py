@@ -9,9 +9,7 @@ transfer tables → report
 
 from __future__ import annotations
 
-from prefect import flow
-
-from flows.common import flow_options
+from flows.common import pipeline_flow
 from mirflow.pipelines.vocal_genre.params import VocalGenreParams
 from mirflow.pipelines.vocal_genre.separation import separator_of
 from mirflow.pipelines.vocal_genre.variants import plan_variants
@@ -23,7 +21,7 @@ from tasks.vocal_genre import (
 )
 
 
-@flow(name="vocal_genre", **flow_options())
+@pipeline_flow("vocal_genre")
 def vocal_genre(params: VocalGenreParams = VocalGenreParams(), explain: bool = False) -> dict:
     """Separate, slice, fold by song, train and ensemble; `explain` only reports what would re-run."""
     params.check_inputs()

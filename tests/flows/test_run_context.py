@@ -82,3 +82,15 @@ def test_stage_tasks_take_large_inputs_without_prefect_walking_them(prefect_serv
     with get_client(sync_client=True) as client:
         inputs = client.read_task_run(task_run_id).task_inputs
     assert [type(source).__name__ for source in inputs["shards"]] == ["TaskRunResult"]
+
+
+def test_every_flow_records_its_parameters_as_prefects_own_serialiser_would():
+    from prefect import Flow
+
+    from flows import FLOWS, load_flow, params_model
+
+    for name in FLOWS:
+        model = params_model(name)
+        values = {"run": "runs/x", "input_csv": "test.csv", "out": "p.csv"} if name == "kkbox_score" else {}
+        parameters = {"params": model(**values), "explain": True}
+        assert load_flow(name).serialize_parameters(parameters) == Flow.serialize_parameters(load_flow(name), parameters), name
