@@ -205,6 +205,17 @@ def _source_in_module(obj: Any) -> str | None:
 
 
 @functools.lru_cache(maxsize=512)
+def _module_tree(text: str) -> ast.Module:
+    """One parse per module text, shared by ``_definitions`` and ``_bindings``."""
+    return ast.parse(text)
+
+
+# The syntax tree of each function's or class's source, from its module's parse, so that
+# ``_tree`` does not parse that source again (parsing was most of a fresh process's keys).
+_DEFINITION_TREES: dict[str, ast.stmt] = {}
+
+
+@functools.lru_cache(maxsize=512)
 def _definitions(text: str) -> dict[str, tuple[int, str]]:
     """qualified name -> (first line, source) of every function and class in a module."""
     lines = text.splitlines(keepends=True)
@@ -215,10 +226,11 @@ def _definitions(text: str) -> dict[str, tuple[int, str]]:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 first = _first_line(node)
                 found[prefix + node.name] = (first, "".join(lines[first - 1 : node.end_lineno]))
+                _DEFINITION_TREES.setdefault(found[prefix + node.name][1], node)
                 inner = "." if isinstance(node, ast.ClassDef) else ".<locals>."
                 visit(node.body, f"{prefix}{node.name}{inner}")
 
-    visit(ast.parse(text).body, "")
+    visit(_module_tree(text).body, "")
     return found
 
 
@@ -247,6 +259,8 @@ def _names(source: str) -> frozenset[str]:
 def _tree(source: str) -> ast.AST | None:
     """The syntax tree of a function's or class's source; None for a repr() standing in
     for source that could not be found."""
+    if source in _DEFINITION_TREES:
+        return _DEFINITION_TREES[source]
     try:
         return ast.parse(textwrap.dedent(source))
     except SyntaxError:
@@ -355,7 +369,7 @@ class _Bindings:
 def _bindings(text: str) -> _Bindings:
     """Index of a module's top-level statements by the names they mention. Cached per
     text: the same source always gives the same index."""
-    tree = ast.parse(text)
+    tree = _module_tree(text)
     lines = text.splitlines(keepends=True)
     statements: dict[str, list[str]] = {}
     imports: dict[str, tuple[str, str]] = {}
