@@ -206,7 +206,7 @@ def _source_in_module(obj: Any) -> str | None:
 
 @functools.lru_cache(maxsize=512)
 def _module_tree(text: str) -> ast.Module:
-    """One parse per module text, shared by ``_definitions`` and ``_bindings``."""
+    """One parse per module text, shared by ``_definitions``, ``_bindings`` and ``_imports``."""
     return ast.parse(text)
 
 
@@ -262,7 +262,7 @@ def _tree(source: str) -> ast.AST | None:
     if source in _DEFINITION_TREES:
         return _DEFINITION_TREES[source]
     try:
-        return ast.parse(textwrap.dedent(source))
+        return _module_tree(textwrap.dedent(source))  # a whole module's text: its one parse
     except SyntaxError:
         return None
 
