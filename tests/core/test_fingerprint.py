@@ -131,3 +131,26 @@ def test_a_class_a_decorator_put_in_a_registry_is_covered(tmp_path, monkeypatch)
     before = _hash_stage(tmp_path)
     _write_package(tmp_path, registry.replace("{width}", "3"))
     assert _hash_stage(tmp_path) != before
+
+
+def test_a_key_parses_each_module_text_once(monkeypatch):
+    """Parsing was most of a fresh process's key computation: a module's text is parsed
+    once for its definitions, its top-level bindings and its imports, and a function's
+    source is read from its node in that parse, not parsed again."""
+    import ast
+    from collections import Counter
+
+    from mirflow.core import fingerprint
+    from mirflow.stages.classification import write_trained_model
+
+    for value in list(vars(fingerprint).values()):  # a fresh process's caches
+        if hasattr(value, "cache_clear"):
+            value.cache_clear()
+    getattr(fingerprint, "_DEFINITION_TREES", {}).clear()
+    parsed = Counter()
+    real_parse = ast.parse
+    monkeypatch.setattr(ast, "parse", lambda source, *args, **kwargs: parsed.update([source]) or real_parse(source, *args, **kwargs))
+    code_hash(write_trained_model)
+    assert parsed and max(parsed.values()) == 1, [text[:80] for text, n in parsed.items() if n > 1][:3]
+    functions = [text for text in parsed if text.lstrip().startswith(("def ", "class ", "@"))]
+    assert not functions, functions[:3]
