@@ -14,6 +14,16 @@ REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO.parent / "shared" / "realdata"
 
 
+def pytest_configure(config):
+    """One torch thread in the test process: its models and batches are tiny, and a second
+    OpenMP thread spin-waits at each of their hundreds of small ops (on a busy 2-core machine
+    the zoo's tests took 4x as long at two threads). Flow stages run in Dask workers, one
+    thread each already; tests that need another count set it themselves."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def realdata() -> Path:
     """Root of the real samples in ../shared/realdata; skips the test when absent."""

@@ -4,9 +4,11 @@ inputs are resolved, not walked."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from prefect import flow, get_client
+from prefect.exceptions import ObjectNotFound
 from prefect.utilities import collections
 from prefect.utilities.collections import visit_collection
 from pydantic import BaseModel
@@ -48,6 +50,20 @@ class _Shard:
     files: tuple[str, ...]
 
 
+def _task_inputs(task_run_id, wait_s: float = 60.0) -> dict:
+    """A task run's recorded inputs; the run reaches the server as events a moment after the
+    flow returns (on a busy machine, later than the first read: 404)."""
+    deadline = time.monotonic() + wait_s
+    with get_client(sync_client=True) as client:
+        while True:
+            try:
+                return client.read_task_run(task_run_id).task_inputs
+            except ObjectNotFound:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+
 def test_stage_tasks_take_large_inputs_without_prefect_walking_them(prefect_server, monkeypatch):
     """Prefect walks a task's arguments to their last element (twice per task run); stage
     tasks let it resolve and link each value, not walk into it: an unchanged re-run's
@@ -79,8 +95,7 @@ def test_stage_tasks_take_large_inputs_without_prefect_walking_them(prefect_serv
     total, walked, task_run_id = run()
     assert total == 6000
     assert walked < 100  # walked to the last file name: > 12,000
-    with get_client(sync_client=True) as client:
-        inputs = client.read_task_run(task_run_id).task_inputs
+    inputs = _task_inputs(task_run_id)
     assert [type(source).__name__ for source in inputs["shards"]] == ["TaskRunResult"]
 
 

@@ -80,7 +80,7 @@ def test_training_restores_global_torch_state():
     train, validation = blobs()
     threads, rng_state = torch.get_num_threads(), torch.random.get_rng_state()
     deterministic = torch.are_deterministic_algorithms_enabled()
-    train_model(mlp(), train, validation, TrainConfig(max_epochs=2, device="cpu", num_threads=1, seed=5))
+    train_model(mlp(), train, validation, TrainConfig(max_epochs=2, device="cpu", num_threads=threads + 1, seed=5))
     assert torch.get_num_threads() == threads
     assert torch.equal(torch.random.get_rng_state(), rng_state)
     assert torch.are_deterministic_algorithms_enabled() == deterministic
