@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,13 +63,35 @@ def _wait_for(condition, timeout: float = 600) -> None:
         time.sleep(0.005)
 
 
-@pytest.mark.heavy  # a first compile of librosa's numba functions: ~1 CPU-minute (1.5-4.5 min here)
-def test_workers_extracting_first_at_once_leave_a_cache_later_processes_can_load(tmp_path):
-    clip = tmp_path / "clip.wav"
+# After the warm-up, a worker's whole first extraction (both feature paths, both dtypes).
+EXTRACT = """
+import numpy as np
+from mirflow.pipelines.gtzan.features import FeatureSettings, extract_clip, extract_clip_naive
+y = np.random.default_rng(1).normal(0.0, 0.1, 3 * 22050)
+for x in (y.astype(np.float32), y):
+    extract_clip(x, FeatureSettings())
+    extract_clip_naive(x, FeatureSettings())
+"""
+
+
+@dataclass
+class RacedCache:
+    env: dict[str, str]  # NUMBA_CACHE_DIR: the cache
+    extraction: subprocess.CompletedProcess
+    compiled_after_warm_up: list[str]  # cache files written after mirflow's warm-up marker, before CHECK
+
+
+@pytest.fixture(scope="module")
+def raced_cache(tmp_path_factory) -> RacedCache:
+    """A fresh numba cache that two extracting processes, released at once, compiled into
+    first; then a third process's whole extraction on it. One first compile (~1 CPU-minute,
+    1.5-4.5 min here) serves both tests below."""
+    folder = tmp_path_factory.mktemp("numba_race")
+    clip = folder / "clip.wav"
     sf.write(clip, np.random.default_rng(1).normal(0, 0.1, 44100).astype(np.float32), 44100)  # resampled, as real audio
-    env_cache = tmp_path / "numba"
-    env = _env(env_cache)
-    readies, gos = ([tmp_path / f"{name}{i}" for i in range(2)] for name in ("ready", "go"))
+    cache = folder / "numba"
+    env = _env(cache)
+    readies, gos = ([folder / f"{name}{i}" for i in range(2)] for name in ("ready", "go"))
     racers = [subprocess.Popen([sys.executable, "-c", RACER, str(clip), str(ready), str(go)], env=env,
                                stderr=subprocess.PIPE, text=True) for ready, go in zip(readies, gos)]
     _wait_for(lambda: all(ready.exists() for ready in readies))
@@ -77,14 +100,36 @@ def test_workers_extracting_first_at_once_leave_a_cache_later_processes_can_load
     # apart: it loads that one, catches up, and from there both compile the same
     # functions at once, numbered differently (the mismatch the old code left).
     gos[0].touch()
-    _wait_for(lambda: any(env_cache.rglob("*.nbi")))
+    _wait_for(lambda: any(cache.rglob("*.nbi")))
     gos[1].touch()
     for racer in racers:
         _, stderr = racer.communicate(timeout=900)
         assert racer.returncode == 0, stderr[-2000:]
+    extraction = subprocess.run([sys.executable, "-c", EXTRACT], env=env, capture_output=True, text=True, timeout=900)
+    # The marker is written once the warm-up's child has saved everything: a file written
+    # later was compiled later, by a racer or the extraction (a compile takes far longer
+    # than a timestamp's resolution).
+    markers = list(cache.rglob(numba_cache._MARKER_PREFIX + "*"))
+    warmed_up = max((marker.stat().st_mtime_ns for marker in markers), default=None)
+    later = [str(p.relative_to(cache)) for p in cache.rglob("*.nb[ic]")
+             if warmed_up is None or p.stat().st_mtime_ns > warmed_up]
+    return RacedCache(env, extraction, sorted(later) if len(markers) == 1 else [f"{len(markers)} warm-up markers"])
 
-    check = subprocess.run([sys.executable, "-c", CHECK], env=env, capture_output=True, text=True, timeout=600)
+
+@pytest.mark.heavy  # the race's first compile (see raced_cache)
+def test_workers_extracting_first_at_once_leave_a_cache_later_processes_can_load(raced_cache):
+    check = subprocess.run([sys.executable, "-c", CHECK], env=raced_cache.env, capture_output=True, text=True, timeout=600)
     assert check.returncode == 0, f"exit code {check.returncode} (-11: segfault): {check.stderr[-2000:]}"
+
+
+@pytest.mark.heavy  # the race's first compile (see raced_cache)
+def test_the_warm_up_compiles_everything_an_extraction_reaches(raced_cache):
+    """The warm-up calls librosa directly (core imports no pipeline): the racers'
+    extractions and a whole extraction afterwards (both paths, both dtypes) must find
+    every numba function they use already in the cache."""
+    extraction = raced_cache.extraction
+    assert extraction.returncode == 0, f"exit code {extraction.returncode}: {extraction.stderr[-2000:]}"
+    assert raced_cache.compiled_after_warm_up == [], "compiled after the warm-up"
 
 
 def test_the_first_call_clears_librosa_entries_and_compiles_once(tmp_path, monkeypatch):
@@ -103,28 +148,3 @@ def test_the_first_call_clears_librosa_entries_and_compiles_once(tmp_path, monke
     top_cache = numba_cache._cache_dir(numba_cache._librosa_dir())
     assert compiles == [top_cache] and not stale.exists()
     assert len(list(top_cache.glob("mirflow-numba-compiled-*"))) == 1
-
-
-# After the warm-up, a worker's whole first extraction (both feature paths, both dtypes).
-EXTRACT = """
-import numpy as np
-from mirflow.pipelines.gtzan.features import FeatureSettings, extract_clip, extract_clip_naive
-y = np.random.default_rng(1).normal(0.0, 0.1, 3 * 22050)
-for x in (y.astype(np.float32), y):
-    extract_clip(x, FeatureSettings())
-    extract_clip_naive(x, FeatureSettings())
-"""
-
-
-@pytest.mark.heavy  # a first compile of librosa's numba functions (see above)
-def test_the_warm_up_compiles_everything_an_extraction_reaches(tmp_path):
-    """The warm-up calls librosa directly (core imports no pipeline): a real extraction
-    afterwards must find every numba function it uses already in the cache."""
-    cache = tmp_path / "numba"
-    env = _env(cache)
-    subprocess.run([sys.executable, "-m", "mirflow.core.numba_cache"], env=env, check=True, timeout=900)
-    before = {p: p.stat().st_mtime_ns for p in cache.rglob("*.nb[ic]")}
-    assert before
-    subprocess.run([sys.executable, "-c", EXTRACT], env=env, check=True, timeout=900)
-    after = {p: p.stat().st_mtime_ns for p in cache.rglob("*.nb[ic]")}
-    assert after == before, f"compiled after the warm-up: {sorted(set(after) - set(before))}"

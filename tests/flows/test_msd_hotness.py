@@ -110,11 +110,14 @@ def test_unchanged_rerun_from_the_cli_is_all_cache_hits(first_run, workspace, ca
     assert {s["status"] for s in Run.open(p.store, run_id).manifest["stages"]} == {"cached"}
 
 
-@pytest.mark.heavy  # a second interpreter and its temporary Prefect server: 25-40 s; the same run in-process is above
+@pytest.mark.heavy  # a second interpreter: ~10 s of imports; the same run in-process is above
 def test_cli_rerun_in_a_second_process_is_all_cache_hits(first_run, workspace):
+    from prefect.settings import PREFECT_API_URL
+
     p = params(workspace)
     cli = [sys.executable, "-m", "mirflow.cli", "run", "msd_hotness", *cli_options(p)]
-    done = subprocess.run(cli, capture_output=True, text=True, timeout=600, env={**os.environ})
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}  # the test's server: no temporary one to start
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     run_id = done.stdout.split("run ", 1)[1].split(":", 1)[0]
     assert {s["status"] for s in Run.open(p.store, run_id).manifest["stages"]} == {"cached"}
