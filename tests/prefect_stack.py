@@ -311,12 +311,17 @@ def deploy_and_start_worker(server: PrefectServer, folder: Path, names: list[str
 
 
 def delete_deployments(server: PrefectServer) -> None:
-    """Every deployment on the server, with its scheduled runs (Prefect deletes those)."""
+    """Every deployment on the server, with its scheduled runs (Prefect deletes those). A
+    503 is asked again, as Prefect's client does: SQLite answered one right after `mirflow
+    serve` had paused its deployments and stopped. A 404 on a second try: the first one,
+    unanswered in time, did it."""
     response = server.post("/deployments/filter", {})
     assert response.status_code == 200, response.text
     for deployment in response.json():
-        deleted = httpx.delete(f"{server.api_url}/deployments/{deployment['id']}", timeout=30)
-        assert deleted.status_code < 300, deleted.text
+        url = f"{server.api_url}/deployments/{deployment['id']}"
+        deleted = wait_for(lambda: (r := httpx.delete(url, timeout=30)).status_code != 503 and r, 60,
+                           f"the deletion of deployment {deployment['name']}", server.processes.logs)
+        assert deleted.status_code < 300 or deleted.status_code == 404, deleted.text
 
 
 @contextlib.contextmanager
