@@ -245,12 +245,20 @@ def run_deployment(server: PrefectServer, full_name: str, params: dict) -> str:
     return re.search(r"UUID: ([0-9a-f-]{36})", out).group(1)
 
 
+def unless_503(send: Callable[[], httpx.Response], server: PrefectServer) -> httpx.Response:
+    """``send()``'s first answer that is not 503, which Prefect's client retries too: a
+    SQLite-backed server under concurrent writes answered 503 (CI-like load, 2 cores)."""
+    return wait_for(lambda: (r := send()).status_code != 503 and r, 60, "an answer other than 503",
+                    server.processes.logs)
+
+
 def trigger_run(server: PrefectServer, full_name: str, params: dict) -> str:
     """A run of FLOW/DEPLOYMENT with ``params`` through the API, as the UI's Custom run
     starts one (the CLI's `deployment run` calls the same endpoint, in a process of its
     own: ~5 CPU-s); the flow run's id."""
     deployment = read_deployment(server, full_name)
-    response = server.post(f"/deployments/{deployment['id']}/create_flow_run", {"parameters": {"params": params}})
+    response = unless_503(lambda: server.post(f"/deployments/{deployment['id']}/create_flow_run",
+                                              {"parameters": {"params": params}}), server)
     assert response.status_code == 201, response.text
     return response.json()["id"]
 
@@ -312,15 +320,12 @@ def deploy_and_start_worker(server: PrefectServer, folder: Path, names: list[str
 
 def delete_deployments(server: PrefectServer) -> None:
     """Every deployment on the server, with its scheduled runs (Prefect deletes those). A
-    503 is asked again, as Prefect's client does: SQLite answered one right after `mirflow
-    serve` had paused its deployments and stopped. A 404 on a second try: the first one,
-    unanswered in time, did it."""
+    404 on a second try: the first one, unanswered in time, did it."""
     response = server.post("/deployments/filter", {})
     assert response.status_code == 200, response.text
     for deployment in response.json():
         url = f"{server.api_url}/deployments/{deployment['id']}"
-        deleted = wait_for(lambda: (r := httpx.delete(url, timeout=30)).status_code != 503 and r, 60,
-                           f"the deletion of deployment {deployment['name']}", server.processes.logs)
+        deleted = unless_503(lambda: httpx.delete(url, timeout=30), server)
         assert deleted.status_code < 300 or deleted.status_code == 404, deleted.text
 
 
