@@ -1,7 +1,6 @@
 """Real Prefect processes for tests: a server, deployments, a process worker and flow
 runs, started and stopped by PID (shared by the deployment, PostgreSQL, UI and
-worker-loss tests). The deployment and UI tests share one SQLite-backed server
-(``borrowed``; tests/infra/conftest.py): a start costs ~40 s on 2 cores."""
+worker-loss tests)."""
 
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -87,17 +86,6 @@ class Processes:
     def stop_all(self) -> None:
         for name in reversed(list(self.started)):
             self.stop(name)
-
-    @contextlib.contextmanager
-    def scope(self) -> Iterator[Processes]:
-        """Stops, on leaving, the processes started inside; those started before (a shared
-        server) keep running."""
-        before = set(self.started)
-        try:
-            yield self
-        finally:
-            for name in reversed([n for n in self.started if n not in before]):
-                self.stop(name)
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, diagnostics: Callable[[], str] = lambda: "") -> Any:
@@ -174,13 +162,11 @@ def work_pool() -> str:
     return pools.pop()
 
 
-def deploy(server: PrefectServer, names: list[str] | None = None) -> None:
-    """What the README says to do: create the process pool, then deploy from the repo root
-    every entry of deployments/prefect.yaml (`--all`), or the deployments of the flows
-    ``names`` (`--name FLOW/DEPLOYMENT`: `prefect deploy` imports each flow it deploys)."""
+def deploy_all(server: PrefectServer) -> None:
+    """What the README says to do: create the process pool, then deploy every entry of
+    deployments/prefect.yaml from the repo root."""
     server.cli("work-pool", "create", work_pool(), "--type", "process")
-    chosen = ["--all"] if names is None else [a for n in names for full in deployment_names(n) for a in ("--name", full)]
-    server.cli("--no-prompt", "deploy", *chosen, "--prefect-file", "deployments/prefect.yaml")
+    server.cli("--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml")
 
 
 def start_worker(server: PrefectServer) -> None:
@@ -210,9 +196,8 @@ def upcoming_runs(server: PrefectServer, deployment: dict) -> list[dict]:
 def pause_schedules(server: PrefectServer, deployment: dict) -> None:
     """So no cron run starts during a test (and writes to ./mirflow_store)."""
     for schedule in deployment["schedules"]:
-        url = f"{server.api_url}/deployments/{deployment['id']}/schedules/{schedule['id']}"
-        # 503: the shared SQLite server, busy with the previous module's clean-up (CI, the UI test)
-        response = unless_503(lambda: httpx.patch(url, json={"active": False}, timeout=30), server)
+        response = httpx.patch(f"{server.api_url}/deployments/{deployment['id']}/schedules/{schedule['id']}",
+                               json={"active": False}, timeout=30)
         assert response.status_code < 300, response.text
 
 
@@ -244,24 +229,6 @@ def run_deployment(server: PrefectServer, full_name: str, params: dict) -> str:
     """`prefect deployment run FLOW/DEPLOYMENT --param params=…`; the flow run's id."""
     out = server.cli("deployment", "run", full_name, "--param", "params=" + json.dumps(params)).stdout
     return re.search(r"UUID: ([0-9a-f-]{36})", out).group(1)
-
-
-def unless_503(send: Callable[[], httpx.Response], server: PrefectServer) -> httpx.Response:
-    """``send()``'s first answer that is not 503, which Prefect's client retries too: a
-    SQLite-backed server under concurrent writes answered 503 (CI-like load, 2 cores)."""
-    return wait_for(lambda: (r := send()).status_code != 503 and r, 60, "an answer other than 503",
-                    server.processes.logs)
-
-
-def trigger_run(server: PrefectServer, full_name: str, params: dict) -> str:
-    """A run of FLOW/DEPLOYMENT with ``params`` through the API, as the UI's Custom run
-    starts one (the CLI's `deployment run` calls the same endpoint, in a process of its
-    own: ~5 CPU-s); the flow run's id."""
-    deployment = read_deployment(server, full_name)
-    response = unless_503(lambda: server.post(f"/deployments/{deployment['id']}/create_flow_run",
-                                              {"parameters": {"params": params}}), server)
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
 
 
 def wait_for_final_state(server: PrefectServer, run_id: str, timeout: float = 420) -> dict:
@@ -302,52 +269,25 @@ class Deployed:
     triggered: dict[str, str] = field(default_factory=dict)  # what a test started: flow run ids
 
 
-def deploy_and_start_worker(server: PrefectServer, folder: Path, names: list[str] | None = None) -> Deployed:
-    """Every deployment of prefect.yaml on ``server`` (or those of the flows ``names``),
-    the upcoming runs their schedules produced (then paused, so none starts mid-test),
-    and a process worker."""
+def deploy_and_start_worker(processes: Processes, home: Path, database_url: str | None = None) -> Deployed:
+    """A server with every deployment of prefect.yaml, the upcoming runs their schedules
+    produced (then paused, so none starts mid-test), and a process worker."""
+    server = start_prefect_server(processes, home, database_url)
     deployed_at = datetime.now(timezone.utc)
-    deploy(server, names)
+    deploy_all(server)
     upcoming = {}
-    for name in training_flows() if names is None else names:
+    for name in training_flows():
         for full_name in deployment_names(name):
             deployment = read_deployment(server, full_name)
             upcoming[full_name] = wait_for(lambda: upcoming_runs(server, deployment), 90,
-                                           f"scheduled runs of {full_name}", server.processes.logs)
+                                           f"scheduled runs of {full_name}", processes.logs)
             pause_schedules(server, deployment)
     start_worker(server)
-    return Deployed(server, folder, upcoming, deployed_at)
-
-
-def delete_deployments(server: PrefectServer) -> None:
-    """Every deployment on the server, with its scheduled runs (Prefect deletes those). A
-    404 on a second try: the first one, unanswered in time, did it."""
-    response = server.post("/deployments/filter", {})
-    assert response.status_code == 200, response.text
-    for deployment in response.json():
-        url = f"{server.api_url}/deployments/{deployment['id']}"
-        deleted = unless_503(lambda: httpx.delete(url, timeout=30), server)
-        assert deleted.status_code < 300 or deleted.status_code == 404, deleted.text
-
-
-@contextlib.contextmanager
-def borrowed(server: PrefectServer) -> Iterator[PrefectServer]:
-    """A shared server for one test or module: it holds no deployment on entry, and the
-    processes (worker, `mirflow serve`) and deployments made inside are gone on leaving,
-    so its users may run in any order. `mirflow serve` registers the names prefect.yaml's
-    deployments have: one user's deployment would otherwise answer for the other's."""
-    response = server.post("/deployments/filter", {})
-    assert response.status_code == 200 and response.json() == [], \
-        f"the shared server still holds deployments: {[d['name'] for d in response.json()]}"
-    try:
-        with server.processes.scope():
-            yield server
-    finally:
-        delete_deployments(server)
+    return Deployed(server, processes.folder, upcoming, deployed_at)
 
 
 def assert_upcoming_runs(deployed: Deployed) -> None:
-    for full_name, runs in deployed.upcoming.items():
-        starts = [datetime.fromisoformat(run["expected_start_time"]) for run in runs]
+    for full_name in (n for name in training_flows() for n in deployment_names(name)):
+        starts = [datetime.fromisoformat(run["expected_start_time"]) for run in deployed.upcoming[full_name]]
         assert starts and all(start > deployed.deployed_at for start in starts), full_name
         assert len(set(starts)) == len(starts), full_name

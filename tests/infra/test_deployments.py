@@ -10,16 +10,15 @@ import pytest
 from prefect_stack import (
     PREFECT_FILE,
     REPO,
+    Processes,
     assert_run_outputs,
     assert_upcoming_runs,
-    borrowed,
     deploy_and_start_worker,
     deployment_names,
     read_deployment,
     run_deployment,
     run_logs,
     tiny_params,
-    trigger_run,
     wait_for_final_state,
 )
 
@@ -68,26 +67,24 @@ def test_a_schedule_without_a_kind_is_refused_naming_the_file(tmp_path):
 
 
 BAD_FRACTIONS = "gtzan with fractions that do not sum to 1"
-CLI_TRIGGERED = "gtzan"  # the README's example: `prefect deployment run gtzan/nightly --param params=…`
 
 
 @pytest.fixture(scope="module")
-def deployed(shared_prefect_server, tmp_path_factory):
-    """Deployed on the shared server, with every run of this module triggered at once (so
-    the worker overlaps their start-up): gtzan's from the CLI with `--param`, the others
-    through the API (the endpoint that CLI calls); ``deployed.triggered`` maps each to its
-    flow run id."""
-    folder = tmp_path_factory.mktemp("deployed")
-    with borrowed(shared_prefect_server) as server:
-        deployed = deploy_and_start_worker(server, folder)
+def deployed(tmp_path_factory):
+    """Deployed, with every run of this module triggered at once from the CLI, so the
+    worker overlaps their start-up; ``deployed.triggered`` maps each to its flow run id."""
+    processes = Processes(tmp_path_factory.mktemp("deployed"))
+    try:
+        deployed = deploy_and_start_worker(processes, processes.folder / "prefect_home")
         deployed.triggered = {
-            name: (run_deployment if name == CLI_TRIGGERED else trigger_run)(
-                server, deployment_names(name)[0], tiny_params(name, folder / f"store-{name}"))
+            name: run_deployment(deployed.server, deployment_names(name)[0], tiny_params(name, deployed.folder / f"store-{name}"))
             for name in training_flows()
         }
-        bad = {"store": str(folder / "unused_store"), "fractions": [0.5, 0.2, 0.2]}
-        deployed.triggered[BAD_FRACTIONS] = trigger_run(server, deployment_names("gtzan")[0], bad)
+        bad = {"store": str(deployed.folder / "unused_store"), "fractions": [0.5, 0.2, 0.2]}
+        deployed.triggered[BAD_FRACTIONS] = run_deployment(deployed.server, deployment_names("gtzan")[0], bad)
         yield deployed
+    finally:
+        processes.stop_all()
 
 
 @pytest.mark.heavy
@@ -114,10 +111,10 @@ def test_a_parameter_the_schema_cannot_check_fails_the_run_naming_the_field(depl
 
 @pytest.mark.heavy
 @pytest.mark.parametrize("name", training_flows())
-def test_a_triggered_run_completes_with_artifacts_and_report(deployed, name):
+def test_a_cli_triggered_run_completes_with_artifacts_and_report(deployed, name):
     server, store, run_id = deployed.server, deployed.folder / f"store-{name}", deployed.triggered[name]
     run = wait_for_final_state(server, run_id)
     assert run["state"]["type"] == "COMPLETED", (run["state"], server.processes.log("worker"))
-    assert run["parameters"]["params"]["store"] == str(store)  # for gtzan: `--param` reached the run
+    assert run["parameters"]["params"]["store"] == str(store)
     assert_run_outputs(server, run_id, name, store)
     assert "demo" in run_logs(server, run_id).lower()  # no data_dir: the flow says it generated its demo set

@@ -1,8 +1,5 @@
-"""A deployment against a Prefect server backed by a real PostgreSQL that the test starts
-(Debian's `postgresql` package; skipped only when its binaries are absent): `prefect
-deploy` of gtzan's deployment, its cron's upcoming runs and a run by a process worker,
-with the state in PostgreSQL. Deploying every flow, `prefect deployment run` and bad
-parameters are tested on SQLite (test_deployments.py): the client code is the same."""
+"""The deployments against a Prefect server backed by a real PostgreSQL that the test
+starts (Debian's `postgresql` package; skipped only when its binaries are absent)."""
 
 from __future__ import annotations
 
@@ -22,9 +19,8 @@ from prefect_stack import (
     deploy_and_start_worker,
     deployment_names,
     free_port,
-    start_prefect_server,
+    run_deployment,
     tiny_params,
-    trigger_run,
     wait_for,
     wait_for_final_state,
 )
@@ -81,15 +77,14 @@ def postgres(tmp_path):
 
 
 @pytest.mark.heavy
-def test_a_deployment_runs_on_a_postgres_backed_server(postgres, tmp_path):
+def test_deployments_run_on_a_postgres_backed_server(postgres, tmp_path):
     database_url, psql = postgres
     processes = Processes(tmp_path)
     store = tmp_path / "store"
     try:
-        server = start_prefect_server(processes, tmp_path / "prefect_home", database_url)
-        deployed = deploy_and_start_worker(server, tmp_path, names=["gtzan"])
+        deployed = deploy_and_start_worker(processes, tmp_path / "prefect_home", database_url)
         assert_upcoming_runs(deployed)
-        run_id = trigger_run(server, deployment_names("gtzan")[0], tiny_params("gtzan", store))
+        run_id = run_deployment(deployed.server, deployment_names("gtzan")[0], tiny_params("gtzan", store))
         run = wait_for_final_state(deployed.server, run_id)
         assert run["state"]["type"] == "COMPLETED", (run["state"], processes.log("worker"))
         assert_run_outputs(deployed.server, run_id, "gtzan", store)

@@ -1,7 +1,6 @@
 """`mirflow serve` and the Prefect UI: the served deployments get their cron runs, a run
-triggered through the API (as the UI's Custom run does) completes, and headless Chromium
-shows it Completed with the metrics table rendered on its artifact page. On the server
-the deployment tests use too (tests/infra/conftest.py)."""
+triggered from the CLI completes, and headless Chromium shows it Completed with the
+metrics table rendered on its artifact page."""
 
 from __future__ import annotations
 
@@ -13,14 +12,15 @@ import pytest
 from prefect_stack import (
     BIN,
     REPO,
+    Processes,
     assert_run_outputs,
-    borrowed,
     deployment_names,
     pause_schedules,
     read_deployment,
+    run_deployment,
+    start_prefect_server,
     stop_process,
     tiny_params,
-    trigger_run,
     upcoming_runs,
     wait_for,
     wait_for_final_state,
@@ -49,20 +49,21 @@ def visible_text(html: str) -> str:
 
 
 @pytest.mark.heavy
-def test_served_run_shows_completed_with_its_metrics_table_in_the_ui(shared_prefect_server, tmp_path):
+def test_served_run_shows_completed_with_its_metrics_table_in_the_ui(tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("chromium is absent (apt-get install chromium)")
+    processes = Processes(tmp_path)
     store = tmp_path / "store"
-    with borrowed(shared_prefect_server) as server:
-        processes = server.processes
+    try:
+        server = start_prefect_server(processes, tmp_path / "prefect_home")
         processes.start("serve", [BIN / "mirflow", "serve"], server.env, cwd=tmp_path)
         full_name = deployment_names("gtzan")[0]
         deployment = wait_for(lambda: read_deployment(server, full_name), 180, f"`mirflow serve` to register {full_name}",
                               processes.logs)
         assert wait_for(lambda: upcoming_runs(server, deployment), 90, "the served cron schedule's runs", processes.logs)
         pause_schedules(server, deployment)
-        run_id = trigger_run(server, full_name, tiny_params("gtzan", store))
+        run_id = run_deployment(server, full_name, tiny_params("gtzan", store))
         run = wait_for_final_state(server, run_id)
         assert run["state"]["type"] == "COMPLETED", (run["state"], processes.log("serve"))
         metrics = assert_run_outputs(server, run_id, "gtzan", store)["gtzan-metrics"]
@@ -80,3 +81,5 @@ def test_served_run_shows_completed_with_its_metrics_table_in_the_ui(shared_pref
         assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 10_000
         (REPO / "bench" / "results").mkdir(parents=True, exist_ok=True)
         shutil.copy(screenshot, REPO / "bench" / "results" / "ui_flow_run.png")
+    finally:
+        processes.stop_all()
