@@ -6,9 +6,15 @@ from collections.abc import Callable
 from typing import Any
 
 from prefect import Flow
-from prefect.settings import get_current_settings
+from prefect.settings import (
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+    get_current_settings,
+    temporary_settings,
+)
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
+
+from tasks.heartbeat import flow_run_heartbeat
 
 # Tasks run on threads in the flow process (~5 ms each) and wait there while their heavy
 # compute runs on Dask workers as plain functions (see mirflow.core.cluster). A waiting thread
@@ -26,7 +32,16 @@ def task_threads() -> int:
 class PipelineFlow(Flow):
     """A Prefect flow whose parameters (a pydantic model and flags, in every mirflow flow)
     are recorded with pydantic's JSON dump, which is what Prefect's default gives for them:
-    its encoder comes from FastAPI, whose import was 0.4 s of an unchanged re-run's start."""
+    its encoder comes from FastAPI, whose import was 0.4 s of an unchanged re-run's start.
+    Called in this process, its heartbeats come from mirflow (``tasks.heartbeat``): Prefect's
+    made every run wait for the next whole second from its start."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        seconds = get_current_settings().flows.heartbeat_frequency
+        if seconds is None:  # the user turned heartbeats off
+            return super().__call__(*args, **kwargs)
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), flow_run_heartbeat(seconds):
+            return super().__call__(*args, **kwargs)
 
     def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
         if all(isinstance(value, (BaseModel, *JSON_SCALARS)) for value in parameters.values()):

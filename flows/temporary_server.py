@@ -53,10 +53,11 @@ def apply_server_defaults() -> None:
 def start_temporary_server() -> None:
     """Start Prefect's temporary server now, unless a server is configured (PREFECT_API_URL)
     or the user turned the temporary one off."""
-    apply_server_defaults()
     settings = get_current_settings()
     if settings.api.url or not settings.server.ephemeral.enabled:
         return
+    apply_server_defaults()  # the temporary server's settings only: against a running server, nothing to refresh
+    settings = get_current_settings()
     from flows.guarded_server import GuardedServer  # Prefect's server code: imported only when needed (~5 s)
 
     timeout = settings.server.ephemeral.startup_timeout_seconds

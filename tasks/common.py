@@ -14,6 +14,7 @@ from prefect.states import Completed, State
 from prefect.tasks import Task, exponential_backoff
 from prefect.utilities.annotations import BaseAnnotation, opaque
 
+from tasks.heartbeat import start_flow_run_heartbeat
 from tasks.runtime import is_transient, stage_statuses
 
 # The artifact store is the cache (keys cover data, parameters and code); Prefect's
@@ -43,12 +44,16 @@ class StageTask(Task):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if _PLAIN.get():
             return self.fn(*args, **kwargs)
+        start_flow_run_heartbeat()
         value = super().__call__(*_shallow(args), **_shallow(kwargs))
         # Prefect hands back what the function returned: here, possibly the Cached state.
         return value.result() if isinstance(value, State) and not kwargs.get("return_state") else value
 
     def submit(self, *args: Any, **kwargs: Any) -> Any:
-        return _Done(self.fn(*args, **kwargs)) if _PLAIN.get() else super().submit(*_shallow(args), **_shallow(kwargs))
+        if _PLAIN.get():
+            return _Done(self.fn(*args, **kwargs))
+        start_flow_run_heartbeat()
+        return super().submit(*_shallow(args), **_shallow(kwargs))
 
     def body(self, *args: Any, **kwargs: Any) -> Any:
         """The task's own function, run inside the calling task run: its stages count as
