@@ -124,31 +124,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @contextmanager
-def collector_paused() -> Iterator[None]:
+def collector_paused(freeze: bool) -> Iterator[None]:
     """No garbage collection while a command imports what it needs, then resumed.
 
     Imports (pydantic models, Prefect, pandas, the flow's modules) make hundreds of
     thousands of objects that live as long as the process, and no garbage; the collector's
-    repeated passes over them were ~0.5 s of an unchanged re-run's start. Afterwards the
-    objects made so far are frozen, so the run's own collections no longer scan them."""
+    repeated passes over them were ~0.5 s of an unchanged re-run's start. With ``freeze``
+    (the command's own process, which ends with it) the objects made so far are then
+    frozen, so the run's own collections no longer scan them; in a caller's process
+    (``main(argv)`` from Python or a test) they stay the collector's."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
+        if freeze:
+            gc.freeze()
         if enabled:
             gc.enable()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command; ``argv`` None: this process's own command line, which ends with it."""
+    own_process = argv is None
     try:
-        with collector_paused():
+        with collector_paused(freeze=own_process):
             args = build_parser().parse_args(argv)
+        args.own_process = own_process
         return _run_command(args)
     finally:
-        if argv is None:
+        if own_process:
             # The interpreter's final garbage collections walk every object Prefect, pydantic
             # and pandas made: seconds after a re-run had printed its result, on a busy
             # machine. Frozen objects are skipped; nothing left needs the collector to close
@@ -179,7 +184,7 @@ def validation_message(error: ValidationError) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    with collector_paused():
+    with collector_paused(freeze=args.own_process):
         with warnings.catch_warnings(record=True, action="always", category=FutureWarning) as renamed:  # old names
             params = params_from_args(params_model(args.pipeline), args)
         for warning in renamed:

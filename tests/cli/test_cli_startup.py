@@ -104,14 +104,19 @@ def test_no_collection_while_a_command_imports_and_what_it_made_is_frozen():
         if phase == "start":
             started.append(info["generation"])
 
-    frozen_before = gc.get_freeze_count()
     gc.callbacks.append(record)
     try:
-        with collector_paused():
+        frozen_before = gc.get_freeze_count()
+        with collector_paused(freeze=False):  # main(argv) in a caller's process: nothing frozen
             made = [[i] for i in range(100_000)]  # outside, ~140 young collections
             collected_inside = len(started)
-        assert collected_inside == 0
-        assert gc.isenabled()
+        assert collected_inside == 0 and gc.isenabled()
+        assert gc.get_freeze_count() == frozen_before
+        collected_before = len(started)
+        with collector_paused(freeze=True):  # the command's own process
+            made += [[i] for i in range(100_000)]
+            collected_inside = len(started) - collected_before
+        assert collected_inside == 0 and gc.isenabled()
         assert gc.get_freeze_count() >= frozen_before + len(made)
     finally:
         gc.callbacks.remove(record)
