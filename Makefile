@@ -31,7 +31,7 @@ test: $(STAMP)  # the groups one after the other, also under make -j
 	@$(MAKE) --no-print-directory test-heavy
 
 # The fast group on two pytest-xdist workers, a test module each at a time (modules share
-# their first runs as fixtures): 304 s on a fresh clone on a quiet 2-core machine (serial: 527 s); its tests wait on
+# their first runs as fixtures): 277 s on a fresh clone on a quiet 2-core machine (serial: 527 s); its tests wait on
 # Prefect and Dask processes much of the time. The heavy group stays serial: its servers
 # and clusters already fill the cores.
 test-fast: $(STAMP)
