@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from prefect import flow, get_client
+from prefect import flow, get_client, tags
 from prefect.exceptions import ObjectNotFound
 from prefect.utilities import collections
 from prefect.utilities.collections import visit_collection
@@ -141,9 +141,11 @@ def test_a_pipeline_flow_beats_itself_and_ends_without_waiting_for_prefects_hear
     def probe() -> str:
         return first_stage()
 
-    run_id = probe()
+    with tags("nightly"):
+        run_id = probe()
     assert prefect_intervals == [None]  # Prefect's own: 180 (its default)
     assert [beat["event"] for beat in beats] == ["prefect.flow-run.heartbeat"]
     assert beats[0]["resource"]["prefect.resource.id"] == f"prefect.flow-run.{run_id}"
-    assert [r["prefect.resource.role"] for r in beats[0]["related"]] == ["flow"]
+    assert [r["prefect.resource.role"] for r in beats[0]["related"]] == ["flow", "tag"]
+    assert beats[0]["related"][1]["prefect.resource.id"] == "prefect.tag.nightly"
     assert "mirflow-flow-run-heartbeat" not in [thread.name for thread in threading.enumerate()]
