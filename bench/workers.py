@@ -11,12 +11,14 @@ same shards on plain ``multiprocessing`` processes (no Dask) give the machine's 
 from __future__ import annotations
 
 import os
+import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from functools import partial
 from multiprocessing import get_context
+from typing import Any
 
 import numpy as np
 
@@ -76,21 +78,20 @@ def _single_threaded_libraries() -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _measure_processes(shards: list[list[dict]], n_processes: int, repeats: int) -> dict:
-    """The same shards on a plain spawn-started process pool: no scheduler, no nanny."""
+@contextmanager
+def _plain_processes(n_processes: int) -> Iterator[tuple[Callable[[list], int], list[str]]]:
+    """The same shards on a plain spawn-started process pool: no scheduler, no nanny; the
+    same allocator setting as mirflow's workers (``keep_freed_memory``), so the two differ
+    only by Dask."""
+    from mirflow.core.memory import keep_freed_memory
     from mirflow.pipelines.gtzan.features import FeatureSettings
 
-    passes = []
     with _single_threaded_libraries():
-        pool = get_context("spawn").Pool(n_processes)
+        pool = get_context("spawn").Pool(n_processes, initializer=keep_freed_memory)
     with pool:
         pool.map(_warm_up_and_wait, range(n_processes), chunksize=1)
-        for _ in range(repeats):
-            with timed() as record:
-                rows = sum(pool.map(partial(_extract_rows, settings=FeatureSettings()), shards, chunksize=1))
-            passes.append({**record, "rows": rows})
-    best = min(passes, key=lambda r: r["seconds"])
-    return {"workers": n_processes, "environment": PLAIN, "worker_malloc_setting": ["None"], **best, "passes": passes}
+        extract = partial(_extract_rows, settings=FeatureSettings())
+        yield (lambda shards: sum(pool.map(extract, shards, chunksize=1))), ["None"]
 
 
 def _dask_default_cluster(n_workers: int):
@@ -98,37 +99,70 @@ def _dask_default_cluster(n_workers: int):
     from distributed import LocalCluster
 
     return LocalCluster(
-        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1",
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # two at once: no "Port 8787 is already in use"
     )
 
 
-def _measure(shards: list[list[dict]], n_workers: int, environment: str, repeats: int) -> dict:
-    """Start a cluster, warm it up, time ``repeats`` passes over all shards; keep the fastest
-    (the least disturbed by other processes) and report every pass."""
-    from mirflow.core.cluster import DaskPool
-    from mirflow.pipelines.gtzan.features import FeatureSettings
+def _dask_pool(environment: str) -> Callable[[int], Any]:
+    @contextmanager
+    def open_pool(n_workers: int) -> Iterator[tuple[Callable[[list], int], list[str]]]:
+        """A warmed-up cluster of ``n_workers``; each pass sends every shard through
+        ``DaskPool.run`` from its own thread, as the flow's tasks do."""
+        from mirflow.core.cluster import DaskPool
+        from mirflow.pipelines.gtzan.features import FeatureSettings
 
+        cluster = _dask_default_cluster(n_workers) if environment == DASK_DEFAULT else None
+        pool = DaskPool(cluster.scheduler_address if cluster else None, n_workers)
+        try:
+            client = pool.client()
+            client.wait_for_workers(n_workers)
+            client.run(_warm_up)
+            settings = sorted({str(value) for value in client.run(_malloc_setting).values()})
+
+            def one_pass(shards: list) -> int:
+                with ThreadPoolExecutor(len(shards)) as threads:
+                    return sum(threads.map(lambda clips: pool.run(_extract_rows, clips, FeatureSettings()), shards))
+
+            yield one_pass, settings
+        finally:
+            pool.close()
+            if cluster is not None:
+                cluster.close()
+
+    return open_pool
+
+
+def _measure_interleaved(open_pool: Callable[[int], Any], environment: str, shards: list[list[dict]],
+                         repeats: int) -> list[dict]:
+    """1 and 2 workers started side by side, their passes alternating (1, 2, 2, 1, 1, …):
+    on a shared host whose speed drifts from minute to minute, both counts then meet the
+    same conditions, where one measured after the other met different ones. Keeps the
+    fastest pass of each (the least disturbed) and reports every pass."""
     saved_environment = dict(os.environ)  # Dask's nanny writes its worker settings into this process
-    cluster = _dask_default_cluster(n_workers) if environment == DASK_DEFAULT else None
-    pool = DaskPool(cluster.scheduler_address if cluster else None, n_workers)
-    passes = []
+    passes: dict[int, list[dict]] = {1: [], 2: []}
     try:
-        client = pool.client()
-        client.wait_for_workers(n_workers)
-        client.run(_warm_up)
-        settings = sorted({str(value) for value in client.run(_malloc_setting).values()})
-        for _ in range(repeats):
-            with ThreadPoolExecutor(len(shards)) as threads, timed() as record:
-                rows = sum(threads.map(lambda clips: pool.run(_extract_rows, clips, FeatureSettings()), shards))
-            passes.append({**record, "rows": rows})
+        with ExitStack() as pools:
+            opened = {n: pools.enter_context(open_pool(n)) for n in passes}
+            for i in range(repeats):
+                for n in (1, 2) if i % 2 == 0 else (2, 1):
+                    one_pass, _ = opened[n]
+                    with timed() as record:
+                        rows = one_pass(shards)
+                    passes[n].append({**record, "rows": rows})
     finally:
-        pool.close()
-        if cluster is not None:
-            cluster.close()
         os.environ.clear()  # later benchmarks must not inherit Dask's MALLOC_TRIM_THRESHOLD_
         os.environ.update(saved_environment)
-    best = min(passes, key=lambda r: r["seconds"])
-    return {"workers": n_workers, "environment": environment, "worker_malloc_setting": settings, **best, "passes": passes}
+    return [
+        {"workers": n, "environment": environment, "worker_malloc_setting": opened[n][1],
+         **min(runs, key=lambda r: r["seconds"]), "passes": runs}
+        for n, runs in passes.items()
+    ]
+
+
+def _paired_scaling(one: dict, two: dict) -> float:
+    """Median over the rounds of 1 worker's pass / 2 workers' adjacent pass."""
+    return statistics.median(a["seconds"] / b["seconds"] for a, b in zip(one["passes"], two["passes"]))
 
 
 def run(quick: bool) -> dict:
@@ -137,13 +171,15 @@ def run(quick: bool) -> dict:
     records = clip_records(data_dir)
     shards = [records[i :: N_SHARDS] for i in range(N_SHARDS)]  # every genre in every shard
     repeats = 1 if quick else 5  # best of 5: one pass in three ran 5–10 % slow on this shared machine
-    runs = [_measure_processes(shards, n, repeats) for n in (1, 2)]
-    runs += [_measure(shards, n, env, repeats) for env in (MIRFLOW, DASK_DEFAULT) for n in (1, 2)]
+    runs = _measure_interleaved(_plain_processes, PLAIN, shards, repeats)
+    for environment in (MIRFLOW, DASK_DEFAULT):
+        runs += _measure_interleaved(_dask_pool(environment), environment, shards, repeats)
     by_key = {(r["workers"], r["environment"]): r for r in runs}
     mirflow_1, mirflow_2 = by_key[1, MIRFLOW], by_key[2, MIRFLOW]
     default_1, default_2 = by_key[1, DASK_DEFAULT], by_key[2, DASK_DEFAULT]
     scaling = mirflow_1["seconds"] / mirflow_2["seconds"]
     ceiling = by_key[1, PLAIN]["seconds"] / by_key[2, PLAIN]["seconds"]
+    paired, paired_ceiling = _paired_scaling(mirflow_1, mirflow_2), _paired_scaling(by_key[1, PLAIN], by_key[2, PLAIN])
     malloc_wall = default_2["seconds"] / mirflow_2["seconds"]
     malloc_cpu = (default_1["cpu_seconds"] + default_2["cpu_seconds"]) / (mirflow_1["cpu_seconds"] + mirflow_2["cpu_seconds"])
     faster = "mirflow's LOCAL_CLUSTER_CONFIG (variable removed)" if malloc_wall > 1 else f"Dask's default ({MALLOC_VARIABLE}=65536)"
@@ -154,13 +190,16 @@ def run(quick: bool) -> dict:
         "setup": (
             f"{len(records)} generated 30 s clips in {len(shards)} equal shards of {len(shards[0])}, "
             "`mirflow.pipelines.gtzan.extract.extract_shard` on `mirflow.core.cluster.DaskPool` workers (processes, 1 thread each), "
-            "one `DaskPool.run` per shard from its own thread as the flow's tasks do. Each configuration starts "
-            "a fresh cluster and warms its workers up (librosa import, numba loading) before the clock starts; "
-            f"best of {repeats} pass(es). 'dask default' = a LocalCluster with Dask's nanny environment "
+            "one `DaskPool.run` per shard from its own thread as the flow's tasks do. Each environment starts "
+            "its 1-worker and 2-worker pools side by side and warms their workers up (librosa import, numba "
+            f"loading) before the clock starts; their passes alternate (1, 2, 2, 1, …); best of {repeats} "
+            "pass(es) each. 'plain processes' = a spawn-started multiprocessing pool with the same allocator "
+            "setting as mirflow's workers (`keep_freed_memory`). 'dask default' = a LocalCluster with Dask's nanny environment "
             f"({MALLOC_VARIABLE}=65536) reached through `DaskPool(address)`; 'mirflow LOCAL_CLUSTER_CONFIG' = `DaskPool()` "
             "(variable removed). CPU s = this process tree (client, scheduler, workers)."
         ),
         "figures": {"runs": runs, "scaling_2_vs_1": scaling, "plain_processes_2_vs_1": ceiling,
+                    "scaling_2_vs_1_paired_median": paired, "plain_processes_2_vs_1_paired_median": paired_ceiling,
                     "dask_default_over_mirflow_wall_2_workers": malloc_wall,
                     "dask_default_over_mirflow_cpu": malloc_cpu},
         "tables": [
@@ -181,6 +220,8 @@ def run(quick: bool) -> dict:
         "notes": [
             f"The same shards on plain processes scale {ceiling:.2f}× from 1 to 2: the machine's ceiling for this "
             f"work; Dask reaches {scaling / ceiling:.0%} of it.",
+            f"Median over the rounds of adjacent passes (1 worker's / 2 workers'): Dask {paired:.2f}×, plain "
+            f"processes {paired_ceiling:.2f}×.",
             f"{MALLOC_VARIABLE}: with Dask's default worker env extraction takes {malloc_wall:.2f}× the wall time of "
             f"mirflow's with 2 workers and {malloc_cpu:.2f}× its CPU time (1 and 2 workers together); "
             f"faster: {faster}.",
