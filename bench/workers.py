@@ -3,9 +3,9 @@ effect of Dask's MALLOC_TRIM_THRESHOLD_ worker setting, on the same clips.
 
 Each shard goes through ``DaskPool.run`` from its own thread, as the flow's tasks do.
 Shards are equal (20 of them) so the figure measures worker scaling, not shard balance.
-Workers are warmed up first (librosa import, numba loading: ~3 s once per worker). The
-same shards on plain ``multiprocessing`` processes (no Dask) give the machine's own
-2-vs-1 ceiling for this work.
+Workers are warmed up first (librosa import, numba loading: ~3 s once per worker), and
+the passes of 1 and 2 workers alternate. The same shards on plain ``multiprocessing``
+processes (no Dask) give the machine's own 2-vs-1 ceiling for this work.
 """
 
 from __future__ import annotations
@@ -105,6 +105,8 @@ def _dask_default_cluster(n_workers: int):
 
 
 def _dask_pool(environment: str) -> Callable[[int], Any]:
+    """Opens a DaskPool of n workers in ``environment`` (mirflow's local cluster, or Dask's defaults)."""
+
     @contextmanager
     def open_pool(n_workers: int) -> Iterator[tuple[Callable[[list], int], list[str]]]:
         """A warmed-up cluster of ``n_workers``; each pass sends every shard through
