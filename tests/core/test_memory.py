@@ -1,25 +1,41 @@
-"""Peak memory of a stage: VmHWM, started afresh per stage where the kernel allows."""
+"""Peak memory of a stage (VmHWM, started afresh per stage where the kernel allows), and
+an allocator that keeps freed memory for reuse."""
 
 from __future__ import annotations
 
 import sys
 
-import numpy as np
 import pytest
-
-from mirflow.core import memory
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM and clear_refs are Linux's")
 
 
+_PEAK = """
+import numpy as np
+from mirflow.core import memory
+
+assert memory.reset_peak_rss()
+before = memory.peak_rss_bytes()
+block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+del block
+covered = memory.peak_rss_bytes() >= before + 60 * 2**20
+assert memory.reset_peak_rss()
+print(covered, memory.peak_rss_bytes() < before + 32 * 2**20)
+"""
+
+
+def _run(source: str, *args: str) -> str:
+    import subprocess
+
+    return subprocess.run([sys.executable, "-c", source, *args], capture_output=True, text=True, check=True).stdout
+
+
 def test_peak_covers_a_freed_allocation_until_it_is_reset():
-    memory.reset_peak_rss()
-    before = memory.peak_rss_bytes()
-    block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
-    del block
-    assert memory.peak_rss_bytes() >= before + 60 * 2**20
-    assert memory.reset_peak_rss()
-    assert memory.peak_rss_bytes() < before + 32 * 2**20
+    """In a fresh process. In a long-lived one (a test worker 1.5 GB resident) the peak once
+    did not rise at all in CI; the likely cause is this machine's proactive reclaim
+    (kdamond) taking back that process's cold pages while the block was touched, and a
+    fresh process has none."""
+    assert _run(_PEAK).split() == ["True", "True"]
 
 
 _CHURN = """
@@ -49,12 +65,6 @@ def test_kept_freed_memory_is_reused_without_page_faults():
     """Arrays allocated and freed again and again: with glibc's adaptive thresholds the
     heap is handed back and faulted in anew every round (measured: ~48,000 faults in
     all); kept, every round reuses the first one's memory (~1,600)."""
-    import subprocess
-
-    def faults(mode: str) -> int:
-        run = subprocess.run([sys.executable, "-c", _CHURN, mode], capture_output=True, text=True, check=True)
-        return int(run.stdout)
-
-    kept, adaptive = faults("keep"), faults("adaptive")
+    kept, adaptive = int(_run(_CHURN, "keep")), int(_run(_CHURN, "adaptive"))
     assert kept < 12_000
     assert adaptive > 2.5 * kept
