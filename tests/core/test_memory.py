@@ -4,6 +4,7 @@ an allocator that keeps freed memory for reuse."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -39,25 +40,21 @@ def test_peak_covers_a_freed_allocation_until_it_is_reset():
 
 
 _CHURN = """
-import resource, sys, threading
-import numpy as np
+import sys, threading
+sys.path.insert(0, sys.argv[2])
+from allocator_probe import page_faults_of_array_churn
 from mirflow.core.memory import keep_freed_memory
-
-def churn():
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(30):
-        arrays = [np.ones(3_000_000, np.float32) for _ in range(3)]  # 12 MB each, as STFTs are
-        del arrays
-    faults_made.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults)
 
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
-faults_made = []
-thread = threading.Thread(target=churn)  # a worker thread, as Dask runs tasks: its own malloc arena
+faults = []
+# in a worker thread, as Dask runs tasks: its own malloc arena
+thread = threading.Thread(target=lambda: faults.append(page_faults_of_array_churn()))
 thread.start()
 thread.join()
-print(faults_made[0])
+print(faults[0])
 """
+TESTS = str(Path(__file__).resolve().parents[1])  # where allocator_probe lives
 
 
 @pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="mallopt is glibc's")
@@ -65,6 +62,6 @@ def test_kept_freed_memory_is_reused_without_page_faults():
     """Arrays allocated and freed again and again: with glibc's adaptive thresholds the
     heap is handed back and faulted in anew every round (measured: ~48,000 faults in
     all); kept, every round reuses the first one's memory (~1,600)."""
-    kept, adaptive = int(_run(_CHURN, "keep")), int(_run(_CHURN, "adaptive"))
+    kept, adaptive = int(_run(_CHURN, "keep", TESTS)), int(_run(_CHURN, "adaptive", TESTS))
     assert kept < 12_000
     assert adaptive > 2.5 * kept

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from allocator_probe import page_faults_of_array_churn
 
 from flows.common import DEFAULT_TASK_THREADS, task_threads
 from flows.gtzan import gtzan
@@ -136,20 +137,6 @@ def test_local_workers_start_without_dasks_malloc_trim_threshold(monkeypatch):
     assert list(settings.values()) == [None, None]
 
 
-def _page_faults_of_array_churn() -> int:
-    """Allocate and free three 12 MB arrays 30 times, as extraction does STFTs; the page
-    faults it cost (glibc's adaptive thresholds: ~48,000; freed memory kept: ~1,600)."""
-    import resource
-
-    import numpy as np
-
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(30):
-        arrays = [np.ones(3_000_000, np.float32) for _ in range(3)]
-        del arrays
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-
-
 def _tick_interval() -> str:
     import dask
 
@@ -165,7 +152,7 @@ def test_local_workers_keep_freed_memory_and_quiet_event_loops():
     pool = DaskPool(None, 1)
     try:
         client = pool.client()
-        faults = pool.run(_page_faults_of_array_churn)
+        faults = pool.run(page_faults_of_array_churn)
         intervals = set(client.run(_tick_interval).values())
         stealing = client.run_on_scheduler(lambda dask_scheduler: "stealing" in dask_scheduler.extensions)
     finally:
