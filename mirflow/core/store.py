@@ -193,11 +193,15 @@ class ArtifactStore:
     def iter_parquet_batches(
         self, ref: ArtifactRef, name: str, columns: list[str] | None = None, batch_size: int = 64
     ) -> Iterator[pa.RecordBatch]:
-        """Stream a Parquet file in record batches so no stage holds it all in memory."""
+        """Stream a Parquet file in record batches so no stage holds it all in memory.
+
+        ``pre_buffer=False``: with pre-buffering (pyarrow's default) the reader caches each
+        row group's bytes as it reads them and never evicts them until the file is closed
+        (apache/arrow#39808), so a reader that has read half a file holds half of it."""
         import pyarrow.parquet as pq
 
         with self._parquet_source(ref, name) as source:
-            yield from pq.ParquetFile(source).iter_batches(batch_size=batch_size, columns=columns)
+            yield from pq.ParquetFile(source, pre_buffer=False).iter_batches(batch_size=batch_size, columns=columns)
 
     # -- run folders --
     def write_run_file(self, run_id: str, name: str, data: bytes | str | dict | list) -> None:

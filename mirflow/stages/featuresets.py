@@ -65,13 +65,20 @@ class FeatureSet:
             yield pd.concat(pending, ignore_index=True)
 
     def shard_frames(self, index: int, columns: list[str], row_ids: set[str] | None, read_rows: int) -> Iterator[pd.DataFrame]:
-        """The non-empty frames of one shard's rows (only ``row_ids`` if given), ``read_rows`` read at a time."""
+        """The non-empty frames of one shard's rows (only ``row_ids`` if given), ``read_rows`` read at a time.
+
+        Rows are selected in Arrow, before ``to_pandas``: a list column (a spectrogram a
+        row) becomes NumPy views into its record batch's buffer, so one selected row of an
+        unfiltered batch would keep the whole decoded batch alive while it waits in a
+        caller's buffer. Validation rows (a sixth of each batch) gathered into full
+        batches pinned up to a batch's worth of decoded record batches that way."""
         for batch in self.store.iter_parquet_batches(self.shards[index], TABLE, columns, batch_size=read_rows):
-            frame = batch.to_pandas()
             if row_ids is not None:
-                frame = frame[frame["row_id"].isin(row_ids)]
-            if len(frame):
-                yield frame
+                wanted = batch.column("row_id").to_pandas().isin(row_ids).to_numpy()
+                if not wanted.all():
+                    batch = batch.filter(pa.array(wanted))  # a compact copy of the selected rows
+            if batch.num_rows:
+                yield batch.to_pandas()
 
 
 class FeatureBatchSource:
