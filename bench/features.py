@@ -10,6 +10,7 @@ from threadpoolctl import threadpool_limits
 
 from bench.common import clip_paths, gtzan_clips, timed
 
+NEEDS_PREFECT = False  # stage functions on Dask or in process: no flow run
 TARGET_SPEEDUP = 3.0
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from bench.common import DATA, STORES, timed
 from mirflow.core.memory import peak_rss_bytes
 
+NEEDS_PREFECT = False  # stage functions on Dask or in process: no flow run
 TARGET_FILES_PER_CORE = 500
 TARGET_FLAT = 1.20
 SHARD_SIZE = 1000  # MsdHotnessParams' default

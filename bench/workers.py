@@ -24,6 +24,7 @@ import numpy as np
 
 from bench.common import clip_records, gtzan_clips, timed, warm_page_cache
 
+NEEDS_PREFECT = False  # stage functions on Dask or in process: no flow run
 TARGET_SCALING = 1.85
 N_SHARDS = 20  # even, so 2 workers get equal halves
 MALLOC_VARIABLE = "MALLOC_TRIM_THRESHOLD_"
