@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -45,7 +45,7 @@ class StageTask(Task):
         if _PLAIN.get():
             return self.fn(*args, **kwargs)
         start_flow_run_heartbeat()
-        value = super().__call__(*_shallow(args), **_shallow(kwargs))
+        value = super().__call__(*_shallow_each(args), **_shallow_each(kwargs))
         # Prefect hands back what the function returned: here, possibly the Cached state.
         return value.result() if isinstance(value, State) and not kwargs.get("return_state") else value
 
@@ -53,7 +53,7 @@ class StageTask(Task):
         if _PLAIN.get():
             return _Done(self.fn(*args, **kwargs))
         start_flow_run_heartbeat()
-        return super().submit(*_shallow(args), **_shallow(kwargs))
+        return super().submit(*_shallow_each(args), **_shallow_each(kwargs))
 
     def body(self, *args: Any, **kwargs: Any) -> Any:
         """The task's own function, run inside the calling task run: its stages count as
@@ -61,23 +61,37 @@ class StageTask(Task):
         return self.fn.__wrapped__(*args, **kwargs)
 
 
-_LEAVES = (str, bytes, int, float, bool, type(None), PrefectFuture, State, BaseAnnotation)
+def _shallow_each(arguments: Any) -> Any:
+    """A call's positional (tuple) or keyword (dict) arguments, each made ``_shallow``."""
+    if isinstance(arguments, dict):
+        return {key: _shallow(value) for key, value in arguments.items()}
+    return tuple(_shallow(value) for value in arguments)
 
 
-def _shallow(value: Any, depth: int = 3) -> Any:
+_SCALARS = (str, bytes, int, float, bool, type(None))
+_LEAVES = (*_SCALARS, PrefectFuture, State, BaseAnnotation)
+
+
+def _shallow(value: Any, depth: int = 2) -> Any:
     """``value`` with everything below ``depth`` levels of lists, tuples and dicts wrapped in
     Prefect's ``opaque``: Prefect still resolves and links each wrapped value (so the UI
     shows which task's result a task took), but no longer walks into it. Prefect walks a
     task's arguments twice per task run, to the last element: through a run context, a
-    shard's file list or a feature set, an unchanged re-run's time grew with the inputs."""
+    shard's file list or a feature set, an unchanged re-run's time grew with the inputs.
+    A collection of plain values (a split list of clip ids) holds nothing to resolve or
+    link, so it is wrapped whole, at any depth."""
     if isinstance(value, _LEAVES):
         return value
-    if isinstance(value, (list, tuple)) and depth:
+    if type(value) is dict and depth and not _all_scalars(value.values()):
+        return {key: _shallow(item, depth - 1) for key, item in value.items()}
+    if isinstance(value, (list, tuple)) and depth and not _all_scalars(value):
         items = [_shallow(item, depth - 1) for item in value]
         return type(value)._make(items) if hasattr(value, "_make") else type(value)(items)
-    if type(value) is dict and depth:
-        return {key: _shallow(item, depth - 1) for key, item in value.items()}
     return opaque(value)
+
+
+def _all_scalars(items: Iterable[Any]) -> bool:
+    return all(isinstance(item, _SCALARS) for item in items)
 
 
 class _Done:

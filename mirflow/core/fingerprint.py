@@ -46,6 +46,7 @@ from typing import Any, Literal
 
 PROJECT_PACKAGES = ("mirflow",)
 FingerprintMode = Literal["stat", "content"]
+_JSON_SCALARS = frozenset({str, int, bool, type(None)})  # their canonical form is themselves
 
 
 def stable_hash(obj: Any) -> str:
@@ -54,6 +55,8 @@ def stable_hash(obj: Any) -> str:
 
 
 def _canonical(obj: Any) -> Any:
+    if type(obj) in _JSON_SCALARS:  # first: keys hash every input file's record
+        return obj
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return _canonical(dataclasses.asdict(obj))
     if hasattr(obj, "model_dump"):

@@ -179,10 +179,14 @@ class ArtifactStore:
                 yield f
 
     def read_parquet(self, ref: ArtifactRef, name: str, columns: list[str] | None = None) -> pa.Table:
+        """The whole file, or ``columns`` of it, read as one file: through ``pq.read_table``'s
+        dataset layer the scalar columns of an audio feature shard (99 columns, 4 row
+        groups) took 2.5x as long (the leakage audit reads them on every run); plain tables
+        read in the same time either way."""
         import pyarrow.parquet as pq
 
         with self._parquet_source(ref, name) as source:
-            return pq.read_table(source, columns=columns)
+            return pq.ParquetFile(source, pre_buffer=True).read(columns=columns)
 
     def parquet_schema(self, ref: ArtifactRef, name: str) -> pa.Schema:
         import pyarrow.parquet as pq

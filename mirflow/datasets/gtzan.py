@@ -73,15 +73,14 @@ def _genres_root(data_dir: str | Path) -> Path:
     return (root if root.is_dir() else data_dir).resolve()
 
 
-def _audio_files(root: Path) -> list[Path]:
-    """Audio files under ``root``, skipping hidden files and folders (``._*`` AppleDouble
-    forks included) and macOS ``__MACOSX`` folders."""
+def _audio_files(root: Path) -> list[tuple[str, str]]:
+    """(folder, file name) of the audio files under ``root``, skipping hidden files and
+    folders (``._*`` AppleDouble forks included) and macOS ``__MACOSX`` folders. Strings,
+    not Paths: every run lists the folder, and Path objects took most of its time."""
     found = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__MACOSX"]
-        found += [
-            Path(folder, f) for f in files if not f.startswith(".") and f.lower().endswith(AUDIO_SUFFIXES)
-        ]
+        found += [(folder, f) for f in files if not f.startswith(".") and f.lower().endswith(AUDIO_SUFFIXES)]
     return found
 
 
@@ -103,13 +102,13 @@ def discover(data_dir: str | Path) -> pd.DataFrame:
     files = _audio_files(root)
     if not files:
         raise ConfigError(f"no audio files ({' '.join(AUDIO_SUFFIXES)}) under {root}: is data_dir the GTZAN folder?")
-    misplaced = [str(f) for f in files if len(f.relative_to(root).parts) != 2]
+    misplaced = [os.path.join(folder, name) for folder, name in files if os.path.dirname(folder) != str(root)]
     if misplaced:
         raise ConfigError(
             f"audio files must sit directly inside a genre folder, {root}/<genre>/<clip>; "
             f"found {_examples(misplaced)}. Move them, or point data_dir at the folder holding the genre folders"
         )
-    rows = sorted((f.stem, str(f), f.parent.name) for f in files)
+    rows = sorted((os.path.splitext(name)[0], os.path.join(folder, name), os.path.basename(folder)) for folder, name in files)
     _check_names(rows)
     genres = {genre for _, _, genre in rows}
     if len(genres) < 2:

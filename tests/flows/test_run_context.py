@@ -68,7 +68,8 @@ def _task_inputs(task_run_id, wait_s: float = 60.0) -> dict:
 def test_stage_tasks_take_large_inputs_without_prefect_walking_them(prefect_server, monkeypatch):
     """Prefect walks a task's arguments to their last element (twice per task run); stage
     tasks let it resolve and link each value, not walk into it: an unchanged re-run's
-    time grew with the number of input files. The UI still shows which task a value came from."""
+    time grew with the number of input files (and with a split's list of clip ids, a
+    plain dict). The UI still shows which task a value came from."""
     visits = []
     walk = collections.visit_collection
 
@@ -83,19 +84,20 @@ def test_stage_tasks_take_large_inputs_without_prefect_walking_them(prefect_serv
         return [_Shard(tuple(f"clip{i}.wav" for i in range(j, 3000, 3))) for j in range(3)]
 
     @task()
-    def count_files(shards: list[_Shard], calls: list[tuple[_Shard, int]]) -> int:
-        return sum(len(shard.files) for shard in shards) + sum(len(shard.files) * k for shard, k in calls)
+    def count_files(shards: list[_Shard], calls: list[tuple[_Shard, int]], listed: dict[str, str]) -> int:
+        return sum(len(shard.files) for shard in shards) + sum(len(shard.files) * k for shard, k in calls) + len(listed)
 
     @flow
     def run() -> tuple[int, int, str]:
         shards = plan()
         visits.clear()
-        state = count_files(shards, [(shard, 1) for shard in shards], return_state=True)
+        listed = {f"clip{i}": "train" for i in range(3000)}
+        state = count_files(shards, [(shard, 1) for shard in shards], listed=listed, return_state=True)
         return state.result(), len(visits), state.state_details.task_run_id
 
     total, walked, task_run_id = run()
-    assert total == 6000
-    assert walked < 100  # walked to the last file name: > 12,000
+    assert total == 9000
+    assert walked < 100  # walked to the last file name: > 12,000; to the last clip id: > 6,000
     inputs = _task_inputs(task_run_id)
     assert [type(source).__name__ for source in inputs["shards"]] == ["TaskRunResult"]
 
